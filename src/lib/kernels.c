@@ -1,0 +1,60 @@
+/*
+ * Plain-loop numeric kernels; see kernels.h.
+ */
+#include "kernels.h"
+
+#include <math.h>
+
+void bm__matvec(const float *w, const float *x, float *y, int rows, int cols)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *row = w + (long)r * cols;
+        float sum = 0.0f;
+        for (int c = 0; c < cols; c++) {
+            sum += row[c] * x[c];
+        }
+        y[r] = sum;
+    }
+}
+
+void bm__matvec_bias(const float *w, const float *b, const float *x, float *y, int rows, int cols)
+{
+    bm__matvec(w, x, y, rows, cols);
+    for (int r = 0; r < rows; r++) {
+        y[r] += b[r];
+    }
+}
+
+void bm__layer_norm(const float *x, const float *weight, const float *bias, int n, float eps,
+                    float *out)
+{
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        sum += x[i];
+    }
+    double mean = sum / n;
+
+    double squares = 0.0;
+    for (int i = 0; i < n; i++) {
+        double centered = x[i] - mean;
+        squares += centered * centered;
+    }
+    double inv_std = 1.0 / sqrt(squares / n + eps);
+
+    for (int i = 0; i < n; i++) {
+        out[i] = (float)((x[i] - mean) * inv_std) * weight[i] + bias[i];
+    }
+}
+
+float bm__silu(float x)
+{
+    return x / (1.0f + expf(-x));
+}
+
+float bm__softplus(float x)
+{
+    if (x > 20.0f) {
+        return x;
+    }
+    return log1pf(expf(x));
+}
