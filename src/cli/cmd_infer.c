@@ -148,7 +148,6 @@ static int classify(const infer_options *options, const bm_model *model, const c
         goto cleanup;
     }
 
-    print_header(model, options->jsonl);
     long index = 0;
     for (size_t r = 0; r < table->n_rows; r++) {
         const double *row = table->values + r * (size_t)table->n_columns;
@@ -170,6 +169,9 @@ static int classify(const infer_options *options, const bm_model *model, const c
             continue;
         }
 
+        if (index == 0) {
+            print_header(model, options->jsonl);
+        }
         bm_stream_copy_window(stream, window, !options->normalized);
         if (bm_ctx_run(ctx, window, logits, NULL, &error) != BM_OK) {
             cli_error("infer", "%s: window %ld (rows %zu-%zu): %s", options->input_path, index,
