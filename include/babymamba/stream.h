@@ -32,6 +32,15 @@ extern "C" {
 
 typedef struct bm_stream bm_stream;
 
+/* Returns the number of channels that a preprocessing produces: 9 for BM_PREPROCESSING_HAPT,
+ * and 0 for BM_PREPROCESSING_NONE, whose channels the sender defines, or for an unknown name. */
+int bm_preprocessing_channel_count(const char *preprocessing);
+
+/* Returns the name ("body_acc_x") or unit ("g") of channel index of a preprocessing, or NULL
+ * when the preprocessing defines no such channel. */
+const char *bm_preprocessing_channel_name(const char *preprocessing, int index);
+const char *bm_preprocessing_channel_unit(const char *preprocessing, int index);
+
 /* What a stream needs to know; bm_stream_config_from_model fills it from a model file. */
 typedef struct bm_stream_config {
     const char *preprocessing; /* BM_PREPROCESSING_HAPT or BM_PREPROCESSING_NONE */

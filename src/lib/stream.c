@@ -23,6 +23,15 @@
 
 typedef enum stream_kind { STREAM_HAPT, STREAM_NONE } stream_kind;
 
+static const struct {
+    const char *name;
+    const char *unit;
+} hapt_channels[HAPT_CHANNELS] = {
+    {"body_acc_x", "g"},      {"body_acc_y", "g"},      {"body_acc_z", "g"},
+    {"body_gyro_x", "rad/s"}, {"body_gyro_y", "rad/s"}, {"body_gyro_z", "rad/s"},
+    {"total_acc_x", "g"},     {"total_acc_y", "g"},     {"total_acc_z", "g"},
+};
+
 struct bm_stream {
     stream_kind kind;
     double sample_rate_hz;
@@ -41,6 +50,30 @@ struct bm_stream {
     uint64_t count;
     bm__butterworth3 gravity[3]; /* one low-pass per accelerometer axis */
 };
+
+int bm_preprocessing_channel_count(const char *preprocessing)
+{
+    if (preprocessing != NULL && strcmp(preprocessing, BM_PREPROCESSING_HAPT) == 0) {
+        return HAPT_CHANNELS;
+    }
+    return 0;
+}
+
+const char *bm_preprocessing_channel_name(const char *preprocessing, int index)
+{
+    if (index < 0 || index >= bm_preprocessing_channel_count(preprocessing)) {
+        return NULL;
+    }
+    return hapt_channels[index].name;
+}
+
+const char *bm_preprocessing_channel_unit(const char *preprocessing, int index)
+{
+    if (index < 0 || index >= bm_preprocessing_channel_count(preprocessing)) {
+        return NULL;
+    }
+    return hapt_channels[index].unit;
+}
 
 void bm_stream_config_from_model(const bm_model *model, bm_stream_config *config)
 {
