@@ -2,7 +2,8 @@
  * Unit tests of the HAPT data set builder and `babymamba prepare`. Each test writes a tiny
  * HAPT-format folder into a temporary directory. Window starts, labels, users and channel rows
  * are checked exactly for both alignments, and every kind of bad input must fail with a message
- * that names the file and line. */
+ * that names the file and line.
+ */
 #include <check.h>
 #include <dirent.h>
 #include <jansson.h>
