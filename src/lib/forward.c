@@ -65,19 +65,28 @@ static void run_stem(const bm_model *model, const float *window, int channel, fl
     int c_count = channel < 0 ? c_all : 1;
 
     for (int t = 0; t < l; t++) {
+        float *row = out + (long)t * d;
         for (int o = 0; o < d; o++) {
-            float sum = 0.0f;
-            for (int c = 0; c < c_count; c++) {
-                const float *w = model->stem_weight + ((long)o * c_count + c) * k;
-                for (int j = 0; j < k; j++) {
-                    int src = t + j - pad;
-                    if (src >= 0 && src < l) {
-                        sum += w[j] * window[(long)src * c_all + c_first + c];
-                    }
+            row[o] = 0.0f;
+        }
+
+        /* The weights are stored [c * k + j][d], so each tap updates all d outputs at once. */
+        for (int c = 0; c < c_count; c++) {
+            for (int j = 0; j < k; j++) {
+                int src = t + j - pad;
+                if (src < 0 || src >= l) {
+                    continue;
+                }
+                float x = window[(long)src * c_all + c_first + c];
+                const float *w = model->stem_weight + ((long)c * k + j) * d;
+                for (int o = 0; o < d; o++) {
+                    row[o] += w[o] * x;
                 }
             }
-            out[(long)t * d + o] =
-                bm__silu(sum * model->stem_bn.scale[o] + model->stem_bn.shift[o]);
+        }
+
+        for (int o = 0; o < d; o++) {
+            row[o] = bm__silu(row[o] * model->stem_bn.scale[o] + model->stem_bn.shift[o]);
         }
     }
 }
@@ -91,16 +100,22 @@ static void run_patch(const bm_model *model, bm__workspace *ws)
     int k = m->patch_kernel, stride = m->patch_stride, pad = m->patch_padding;
 
     for (int p = 0; p < p_count; p++) {
+        float *patch = ws->patch + (long)p * d;
         for (int o = 0; o < d; o++) {
-            const float *w = model->patch_dw + (long)o * k;
-            float sum = 0.0f;
-            for (int j = 0; j < k; j++) {
-                int src = p * stride + j - pad;
-                if (src >= 0 && src < l) {
-                    sum += w[j] * ws->stem[(long)src * d + o];
-                }
+            patch[o] = 0.0f;
+        }
+
+        /* The depthwise weights are stored [k][d]: tap j scales every channel of one sample. */
+        for (int j = 0; j < k; j++) {
+            int src = p * stride + j - pad;
+            if (src < 0 || src >= l) {
+                continue;
             }
-            ws->patch[(long)p * d + o] = sum;
+            const float *w = model->patch_dw + (long)j * d;
+            const float *sample = ws->stem + (long)src * d;
+            for (int o = 0; o < d; o++) {
+                patch[o] += w[o] * sample[o];
+            }
         }
     }
 
@@ -124,9 +139,13 @@ static void scan_step_exact(const bm__layer *layer, bm__workspace *ws, int di, i
         const float *a = layer->A + (long)i * n;
         float delta = ws->delta[i];
         float input = delta * ws->act[i];
+        for (int j = 0; j < n; j++) {
+            h[j] = bm__exp_inline(delta * a[j]) * h[j] + input * b[j];
+        }
+
+        /* The dot product runs as a separate loop so that the update above vectorises. */
         float out = 0.0f;
         for (int j = 0; j < n; j++) {
-            h[j] = expf(delta * a[j]) * h[j] + input * b[j];
             out += h[j] * c[j];
         }
         y[i] = out + layer->D[i] * ws->act[i];
@@ -212,11 +231,11 @@ static void run_direction(const bm_model *model, const bm__layer *layer, bm__wor
             scan_step_exact(layer, ws, di, n, b, c, y);
         }
 
-        /* y_t ⊙ SiLU(z_t), summed over directions. */
-        const float *z = ws->xz + (long)t * 2 * di + di;
+        /* y_t ⊙ SiLU(z_t), summed over directions; run_layer stored SiLU(z) in xz. */
+        const float *gate = ws->xz + (long)t * 2 * di + di;
         float *y_sum = ws->y + (long)t * di;
         for (int i = 0; i < di; i++) {
-            y_sum[i] += y[i] * bm__silu(z[i]);
+            y_sum[i] += y[i] * gate[i];
         }
     }
 }
@@ -232,7 +251,13 @@ static void run_layer(const bm_model *model, const bm__layer *layer, bm__workspa
         float *u = ws->normed + (long)p * d;
         bm__layer_norm(ws->tokens + (long)p * d, layer->pre_norm_weight, layer->pre_norm_bias, d,
                        m->norm_eps, u);
-        bm__matvec(layer->in_proj, u, ws->xz + (long)p * 2 * di, 2 * di, d);
+        float *xz = ws->xz + (long)p * 2 * di;
+        bm__matvec(layer->in_proj, u, xz, 2 * di, d);
+
+        /* Both directions gate with SiLU(z), so it is computed once, in place of z. */
+        for (int i = di; i < 2 * di; i++) {
+            xz[i] = bm__silu(xz[i]);
+        }
     }
 
     memset(ws->y, 0, (size_t)p_count * di * sizeof *ws->y);

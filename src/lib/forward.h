@@ -15,7 +15,8 @@ typedef struct bm__workspace {
     float *patch;      /* [P, d] depthwise patch convolution output */
     float *tokens;     /* [P, d] the residual stream */
     float *normed;     /* [P, d] LayerNorm output, later the mixer output */
-    float *xz;         /* [P, 2*di] input projection, shared by both scan directions */
+    float *xz;         /* [P, 2*di] a and SiLU(z) of the input projection, shared by both
+                        * scan directions */
     float *y;          /* [P, di] gated scan output summed over directions */
     float *act;        /* [di] the convolved, activated a' of the current token */
     float *scan_out;   /* [di] y of the current token before the gate */

@@ -5,21 +5,24 @@
 
 #include <math.h>
 
-void bm__matvec(const float *w, const float *x, float *y, int rows, int cols)
+void bm__matvec(const float *restrict wt, const float *restrict x, float *restrict y, int rows,
+                int cols)
 {
     for (int r = 0; r < rows; r++) {
-        const float *row = w + (long)r * cols;
-        float sum = 0.0f;
-        for (int c = 0; c < cols; c++) {
-            sum += row[c] * x[c];
+        y[r] = 0.0f;
+    }
+    for (int c = 0; c < cols; c++) {
+        const float *column = wt + (long)c * rows;
+        float xc = x[c];
+        for (int r = 0; r < rows; r++) {
+            y[r] += column[r] * xc;
         }
-        y[r] = sum;
     }
 }
 
-void bm__matvec_bias(const float *w, const float *b, const float *x, float *y, int rows, int cols)
+void bm__matvec_bias(const float *wt, const float *b, const float *x, float *y, int rows, int cols)
 {
-    bm__matvec(w, x, y, rows, cols);
+    bm__matvec(wt, x, y, rows, cols);
     for (int r = 0; r < rows; r++) {
         y[r] += b[r];
     }

@@ -386,6 +386,41 @@ done:
 
 /* ---- tensors --------------------------------------------------------------------------- */
 
+/* Allocates a derived table of count floats that the model frees on destroy. */
+static float *own(bm_model *model, size_t count)
+{
+    if (model->n_owned == model->owned_capacity) {
+        int capacity = model->owned_capacity ? 2 * model->owned_capacity : 16;
+        float **grown = realloc(model->owned, (size_t)capacity * sizeof *grown);
+        if (grown == NULL) {
+            return NULL;
+        }
+        model->owned = grown;
+        model->owned_capacity = capacity;
+    }
+
+    float *table = malloc((count ? count : 1) * sizeof *table);
+    if (table != NULL) {
+        model->owned[model->n_owned++] = table;
+    }
+    return table;
+}
+
+/* Returns an owned copy of w[rows][cols] laid out as [cols][rows], or NULL without memory. */
+static const float *own_transposed(bm_model *model, const float *w, int64_t rows, int64_t cols)
+{
+    float *table = own(model, (size_t)(rows * cols));
+    if (table == NULL) {
+        return NULL;
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t c = 0; c < cols; c++) {
+            table[c * rows + r] = w[r * cols + c];
+        }
+    }
+    return table;
+}
+
 /* The tensor binder walks the architecture's tensor list once, binding each, counting
  * parameters and remembering how many tensors it accepted, so unused tensors can be found. */
 typedef struct binder {
@@ -489,8 +524,9 @@ static bm_status bind_batch_norm(binder *b, const char *prefix, bm__batch_norm *
     }
     b->parameters -= 2 * (uint64_t)d;
 
-    bn->scale = malloc((size_t)d * sizeof *bn->scale);
-    bn->shift = malloc((size_t)d * sizeof *bn->shift);
+    bm_model *model = (bm_model *)b->model;
+    bn->scale = own(model, (size_t)d);
+    bn->shift = own(model, (size_t)d);
     if (bn->scale == NULL || bn->shift == NULL) {
         return bm__fail(b->error, BM_ERR_NO_MEMORY, "model: no memory for BatchNorm tables");
     }
@@ -540,9 +576,15 @@ static bm_status bind_layer(binder *b, int index, bm__layer *layer)
     }
 #undef LAYER_NAME
 
-    layer->A = malloc((size_t)(di * n) * sizeof *layer->A);
-    if (layer->A == NULL) {
-        return bm__fail(b->error, BM_ERR_NO_MEMORY, "model: no memory for the A tables");
+    bm_model *model = (bm_model *)b->model;
+    layer->A = own(model, (size_t)(di * n));
+    layer->in_proj = own_transposed(model, layer->in_proj, 2 * di, d);
+    layer->x_proj = own_transposed(model, layer->x_proj, r + 2 * n, di);
+    layer->dt_proj_weight = own_transposed(model, layer->dt_proj_weight, di, r);
+    layer->out_proj = own_transposed(model, layer->out_proj, d, di);
+    if (layer->A == NULL || layer->in_proj == NULL || layer->x_proj == NULL ||
+        layer->dt_proj_weight == NULL || layer->out_proj == NULL) {
+        return bm__fail(b->error, BM_ERR_NO_MEMORY, "model: no memory for the layer tables");
     }
     for (int64_t i = 0; i < di * n; i++) {
         layer->A[i] = -expf(a_log[i]);
@@ -604,6 +646,21 @@ static bm_status bind_tensors(bm_model *model, binder *b)
                             bm_st_tensor_at(model->file, i)->name, bm_family_name(info->family),
                             bm_pooling_name(info->pooling), info->n_layers);
         }
+    }
+
+    /* The convolutions and the remaining matrices of bm__matvec, transposed so that their
+     * inner loops run over output channels. */
+    model->stem_weight = own_transposed(model, model->stem_weight, d, c_stem * info->stem_kernel);
+    model->patch_dw = own_transposed(model, model->patch_dw, d, info->patch_kernel);
+    model->patch_pw = own_transposed(model, model->patch_pw, d, d);
+    model->head_weight = own_transposed(model, model->head_weight, info->n_classes, d);
+    if (info->pooling == BM_POOLING_GATED) {
+        model->pool_weight = own_transposed(model, model->pool_weight, d, d);
+    }
+    if (model->stem_weight == NULL || model->patch_dw == NULL || model->patch_pw == NULL ||
+        model->head_weight == NULL ||
+        (info->pooling == BM_POOLING_GATED && model->pool_weight == NULL)) {
+        return bm__fail(b->error, BM_ERR_NO_MEMORY, "model: no memory for the projection tables");
     }
 
     info->parameter_count = b->parameters;
@@ -743,16 +800,11 @@ void bm_model_destroy(bm_model *model)
         return;
     }
 
-    if (model->layers != NULL) {
-        for (int i = 0; i < model->info.n_layers; i++) {
-            free(model->layers[i].A);
-        }
-        free(model->layers);
+    for (int i = 0; i < model->n_owned; i++) {
+        free(model->owned[i]);
     }
-    free(model->stem_bn.scale);
-    free(model->stem_bn.shift);
-    free(model->patch_bn.scale);
-    free(model->patch_bn.shift);
+    free(model->owned);
+    free(model->layers);
 
     free_strings(model->class_names, model->info.n_classes);
     free_strings(model->channel_names, model->info.n_channels);

@@ -52,7 +52,8 @@ END_TEST
 
 START_TEST(matvec_bias_computes_rows)
 {
-    float w[6] = {1, 2, 3, 4, 5, 6};
+    /* W = [[1, 2, 3], [4, 5, 6]], passed transposed. */
+    float w[6] = {1, 4, 2, 5, 3, 6};
     float x[3] = {1, -1, 2};
     float b[2] = {0.5f, -0.5f};
     float y[2];
