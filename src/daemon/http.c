@@ -1,0 +1,335 @@
+/*
+ * The libmicrohttpd adapter, driven by the libuv loop (see http.h).
+ *
+ * libmicrohttpd rules kept here: the access handler is called once with no body to set up a
+ * request, then once per body chunk (which must be consumed by setting *upload_data_size to 0),
+ * then once more with no body, when the response is queued. Responses use
+ * MHD_RESPMEM_MUST_FREE, so libmicrohttpd frees the body that the handler malloc'd.
+ */
+#include "http.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <microhttpd.h>
+
+#include "log.h"
+
+/* Connections served at once; more wait in the listen backlog. */
+#define HTTP_CONNECTION_LIMIT 256
+
+/* Seconds of inactivity after which a connection is closed. */
+#define HTTP_CONNECTION_TIMEOUT_S 30
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    int open_handles;
+    size_t max_body;
+    http_handler handler;
+    void *user;
+    int port;
+};
+
+/* Per-request state between the calls of the access handler. */
+typedef struct request_state {
+    char *body;
+    size_t size;
+    size_t capacity;
+    size_t limit;
+    int too_large;
+} request_state;
+
+static void drive(http_server *server);
+
+/* Routes libmicrohttpd's diagnostics into the daemon's logger. */
+static void on_mhd_log(void *cls, const char *format, va_list args)
+{
+    (void)cls;
+    if (!log_enabled(LOG_LEVEL_WARN))
+        return;
+
+    char message[512];
+    vsnprintf(message, sizeof message, format, args);
+    size_t length = strlen(message);
+    while (length > 0 && message[length - 1] == '\n')
+        message[--length] = '\0';
+    log_write(LOG_LEVEL_WARN, "microhttpd", "%s", message);
+}
+
+static int append_body(request_state *state, const char *data, size_t size)
+{
+    if (state->too_large || state->size + size > state->limit) {
+        state->too_large = 1;
+        return 0;
+    }
+    if (state->size + size > state->capacity) {
+        size_t capacity = state->capacity != 0 ? state->capacity : 4096;
+        while (capacity < state->size + size)
+            capacity *= 2;
+        if (capacity > state->limit)
+            capacity = state->limit;
+        char *grown = realloc(state->body, capacity);
+        if (grown == NULL)
+            return -1;
+        state->body = grown;
+        state->capacity = capacity;
+    }
+    memcpy(state->body + state->size, data, size);
+    state->size += size;
+    return 0;
+}
+
+static enum MHD_Result queue(struct MHD_Connection *connection, http_response *response)
+{
+    struct MHD_Response *mhd =
+        MHD_create_response_from_buffer(response->body_size, response->body, MHD_RESPMEM_MUST_FREE);
+    if (mhd == NULL) {
+        free(response->body);
+        return MHD_NO;
+    }
+
+    MHD_add_response_header(mhd, MHD_HTTP_HEADER_CONTENT_TYPE, response->content_type);
+    MHD_add_response_header(mhd, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (response->allow != NULL)
+        MHD_add_response_header(mhd, MHD_HTTP_HEADER_ALLOW, response->allow);
+
+    enum MHD_Result result = MHD_queue_response(connection, (unsigned)response->status, mhd);
+    MHD_destroy_response(mhd);
+    return result;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **request_cls)
+{
+    http_server *server = cls;
+    (void)version;
+
+    request_state *state = *request_cls;
+    if (state == NULL) {
+        state = calloc(1, sizeof *state);
+        if (state == NULL)
+            return MHD_NO;
+        state->limit = server->max_body;
+        *request_cls = state;
+        return MHD_YES;
+    }
+
+    if (*upload_data_size > 0) {
+        if (append_body(state, upload_data, *upload_data_size) != 0)
+            return MHD_NO;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    http_request request = {
+        .method = method,
+        .path = url,
+        .content_type =
+            MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
+        .authorization =
+            MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        .body = state->body,
+        .body_size = state->size,
+        .body_limit = state->limit,
+        .body_too_large = state->too_large,
+    };
+    http_response response = {.status = 500, .content_type = "text/plain"};
+    server->handler(server->user, &request, &response);
+    return queue(connection, &response);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *connection, void **request_cls,
+                         enum MHD_RequestTerminationCode code)
+{
+    (void)cls;
+    (void)connection;
+    (void)code;
+
+    request_state *state = *request_cls;
+    if (state == NULL)
+        return;
+    free(state->body);
+    free(state);
+    *request_cls = NULL;
+}
+
+static void on_poll(uv_poll_t *poll, int status, int events)
+{
+    (void)status;
+    (void)events;
+    drive(poll->data);
+}
+
+static void on_timer(uv_timer_t *timer)
+{
+    drive(timer->data);
+}
+
+/* Lets libmicrohttpd do its pending work, then arms the timer for its next deadline. */
+static void drive(http_server *server)
+{
+    MHD_run(server->daemon);
+
+    MHD_UNSIGNED_LONG_LONG timeout_ms = 0;
+    if (MHD_get_timeout(server->daemon, &timeout_ms) == MHD_YES)
+        uv_timer_start(&server->timer, on_timer, timeout_ms, 0);
+    else
+        uv_timer_stop(&server->timer);
+}
+
+int http_parse_listen(const char *listen, struct sockaddr_storage *address, char *error,
+                      size_t error_size)
+{
+    char host[128];
+    const char *port_text;
+
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (close == NULL || close[1] != ':' || (size_t)(close - listen - 1) >= sizeof host) {
+            snprintf(error, error_size, "invalid listen address \"%s\"; expected [IPV6]:PORT",
+                     listen);
+            return -1;
+        }
+        memcpy(host, listen + 1, (size_t)(close - listen - 1));
+        host[close - listen - 1] = '\0';
+        port_text = close + 2;
+    } else {
+        const char *colon = strrchr(listen, ':');
+        if (colon == NULL || (size_t)(colon - listen) >= sizeof host) {
+            snprintf(error, error_size, "invalid listen address \"%s\"; expected ADDR:PORT",
+                     listen);
+            return -1;
+        }
+        memcpy(host, listen, (size_t)(colon - listen));
+        host[colon - listen] = '\0';
+        port_text = colon + 1;
+    }
+
+    char *end = NULL;
+    long port = strtol(port_text, &end, 10);
+    if (end == port_text || *end != '\0' || port < 0 || port > 65535) {
+        snprintf(error, error_size, "invalid port \"%s\" in \"%s\"; expected 0 to 65535", port_text,
+                 listen);
+        return -1;
+    }
+
+    /* Numeric hosts only: resolving names at startup would make the daemon depend on DNS. */
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
+                             .ai_socktype = SOCK_STREAM};
+    struct addrinfo *found = NULL;
+    char port_buffer[8];
+    snprintf(port_buffer, sizeof port_buffer, "%ld", port);
+    int rc = getaddrinfo(host, port_buffer, &hints, &found);
+    if (rc != 0) {
+        snprintf(error, error_size,
+                 "invalid address \"%s\" in \"%s\": %s; expected a numeric "
+                 "IPv4 or IPv6 address",
+                 host, listen, gai_strerror(rc));
+        return -1;
+    }
+    memset(address, 0, sizeof *address);
+    memcpy(address, found->ai_addr, found->ai_addrlen);
+    freeaddrinfo(found);
+    return 0;
+}
+
+http_server *http_create(uv_loop_t *loop, const char *listen, size_t max_body, http_handler handler,
+                         void *user, char *error, size_t error_size)
+{
+    struct sockaddr_storage address;
+    if (http_parse_listen(listen, &address, error, error_size) != 0)
+        return NULL;
+
+    http_server *server = calloc(1, sizeof *server);
+    if (server == NULL) {
+        snprintf(error, error_size, "out of memory");
+        return NULL;
+    }
+    server->max_body = max_body;
+    server->handler = handler;
+    server->user = user;
+
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    if (address.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+
+    /* The external logger comes first so that libmicrohttpd's messages about later options
+     * reach it too. */
+    server->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, server, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, server,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&address, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, server, MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTION_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
+    if (server->daemon == NULL) {
+        snprintf(error, error_size,
+                 "listening on %s failed; check that the address is local and the port is free",
+                 listen);
+        free(server);
+        return NULL;
+    }
+
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    const union MHD_DaemonInfo *port =
+        MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    server->port = port != NULL ? port->port : 0;
+
+    uv_timer_init(loop, &server->timer);
+    server->timer.data = server;
+    server->open_handles = 1;
+    if (info == NULL || uv_poll_init(loop, &server->poll, info->epoll_fd) != 0) {
+        snprintf(error, error_size, "watching the HTTP server's descriptor failed");
+        http_destroy(server);
+        return NULL;
+    }
+    server->poll.data = server;
+    server->open_handles = 2;
+    uv_poll_start(&server->poll, UV_READABLE, on_poll);
+    drive(server);
+    return server;
+}
+
+void http_set_max_body(http_server *server, size_t max_body)
+{
+    if (server != NULL)
+        server->max_body = max_body;
+}
+
+int http_port(const http_server *server)
+{
+    return server->port;
+}
+
+static void on_closed(uv_handle_t *handle)
+{
+    http_server *server = handle->data;
+    if (--server->open_handles == 0)
+        free(server);
+}
+
+void http_destroy(http_server *server)
+{
+    if (server == NULL)
+        return;
+
+    /* The poll stops before libmicrohttpd closes its epoll descriptor, which libuv must not
+     * see closed while it watches it; the daemon stops before the handles close so that no
+     * handler runs afterwards. */
+    if (server->open_handles == 2)
+        uv_poll_stop(&server->poll);
+    if (server->daemon != NULL) {
+        MHD_stop_daemon(server->daemon);
+        server->daemon = NULL;
+    }
+    if (server->open_handles == 2)
+        uv_close((uv_handle_t *)&server->poll, on_closed);
+    uv_close((uv_handle_t *)&server->timer, on_closed);
+}

@@ -1,0 +1,65 @@
+/*
+ * Scheduling of inference: complete windows in, class probabilities out.
+ *
+ * A runner serves one loaded model with a fixed set of inference contexts (one per worker) and a
+ * fixed pool of job slots, all allocated at creation, so that classifying a window allocates
+ * nothing. The loop thread takes a free slot, fills its window and submits it; the forward pass
+ * runs on libuv's thread pool with a context no other job is using; the result comes back to the
+ * loop thread through the done callback. Windows that find no free slot are the caller's to
+ * count as dropped. Every function here is called on the loop thread.
+ */
+#ifndef BABYMAMBAD_RUNNER_H
+#define BABYMAMBAD_RUNNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "babymamba/model.h"
+
+/* Identifies what a window belongs to; the runner only carries it back. */
+typedef struct runner_tag {
+    char device_id[65];
+    uint64_t epoch;
+    int64_t start_ns;
+    int64_t end_ns;
+} runner_tag;
+
+typedef struct runner_result {
+    runner_tag tag;
+    int ok;                     /* 0 when the engine rejected the window */
+    const char *error;          /* the engine's message when ok is 0 */
+    const float *probabilities; /* n_classes values, valid during the callback */
+    int top;                    /* index of the most probable class */
+    double duration_s;          /* of the forward pass */
+} runner_result;
+
+typedef void (*runner_done_fn)(void *user, const runner_result *result);
+
+typedef struct runner runner;
+typedef struct runner_job runner_job;
+
+/* Creates a runner that owns model (it destroys the model when it is destroyed). */
+runner *runner_create(uv_loop_t *loop, bm_model *model, int workers, int slots, runner_done_fn done,
+                      void *user, char *error, size_t error_size);
+
+/* Takes a free job slot, or returns NULL when all are in use. */
+runner_job *runner_job_acquire(runner *r);
+
+/* The slot's window buffer: window_length * n_channels values, sample-major. */
+float *runner_job_window(runner_job *job);
+
+/* Queues a filled job; it runs when a context is free. */
+void runner_job_submit(runner *r, runner_job *job, const runner_tag *tag);
+
+/* Returns the jobs submitted and not yet reported. */
+int runner_pending(const runner *r);
+
+const bm_model *runner_model(const runner *r);
+
+/* Frees the runner once its running jobs finish; their results are still reported. Queued jobs
+ * that have not started are reported as failed with the error "cancelled". Accepts NULL. */
+void runner_retire(runner *r);
+
+#endif
