@@ -33,9 +33,8 @@ static const char *const usage =
     "  --rate HZ      sample rate of the windows; only 50, the rate of the recordings, is\n"
     "                 supported because prepare does not resample (default 50)\n"
     "  --align MODE   segment: windows start at each segment's first row and every hop rows\n"
-    "                 after it, as UCI-HAR cut them (default); stream: windows lie on the hop\n"
-    "                 grid of a stream that starts at the experiment's first row, as the\n"
-    "                 daemon cuts them\n"
+    "                 after it (default). stream: windows lie on the hop grid of a stream\n"
+    "                 that starts at the experiment's first row, as the daemon cuts them\n"
     "\n"
     "The summary counts the test users of the standard UCI-HAR split (2 4 9 10 12 13 18 20 24)\n"
     "as 'test' and everyone else as 'train'.\n";

@@ -26,8 +26,7 @@
 
 /* Where windows start. */
 typedef enum bm__hapt_alignment {
-    /* At each labelled segment's first row and every hop rows after it, as the UCI-HAR
-     * windows were cut. */
+    /* At each labelled segment's first row and every hop rows after it. */
     BM__HAPT_ALIGN_SEGMENT,
     /* On the hop grid of a stream that starts at the experiment's first row, as a daemon
      * receiving the whole recording would produce them. */
