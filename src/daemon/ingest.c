@@ -223,6 +223,15 @@ static int read_units(json_t *root, const ingest_expect *expect, double *acc_sca
     return 0;
 }
 
+/* Converts seconds to nanoseconds through the whole and fractional parts, so that a time such
+ * as 1700000000.25, exact in a double, gives exactly 1700000000250000000; a single multiply by
+ * 1e9 would round it to the 256 ns spacing of doubles near 1.7e18. */
+static int64_t seconds_to_ns(double seconds)
+{
+    double whole = floor(seconds);
+    return (int64_t)whole * 1000000000LL + llround((seconds - whole) * 1e9);
+}
+
 /* Fills the timestamps from t0/t0_ns with rate_hz, or from t/t_ns. */
 static int read_times(json_t *root, size_t count, int64_t *t_ns, ingest_failure *failure)
 {
@@ -257,7 +266,7 @@ static int read_times(json_t *root, size_t count, int64_t *t_ns, ingest_failure 
             if (!json_is_number(t0) || !isfinite(seconds) || fabs(seconds) > 9.2e9)
                 return fail(failure, INGEST_REJECT_INVALID_FIELD,
                             "'t0': expected a number of seconds within +-9.2e9");
-            start = llround(seconds * 1e9);
+            start = seconds_to_ns(seconds);
         } else {
             if (!json_is_integer(t0_ns))
                 return fail(failure, INGEST_REJECT_INVALID_FIELD,
@@ -285,7 +294,7 @@ static int read_times(json_t *root, size_t count, int64_t *t_ns, ingest_failure 
             if (!json_is_number(item) || !isfinite(seconds) || fabs(seconds) > 9.2e9)
                 return fail(failure, INGEST_REJECT_INVALID_FIELD,
                             "'t[%zu]': expected a number of seconds within +-9.2e9", i);
-            t_ns[i] = llround(seconds * 1e9);
+            t_ns[i] = seconds_to_ns(seconds);
         } else {
             /* Integers only: a float cannot hold nanoseconds since 1970 exactly. */
             if (!json_is_integer(item))
