@@ -5,8 +5,10 @@
  */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
+#include "babymamba/model.h"
 #include "babymamba/stream.h"
 #include "butterworth.h"
 
@@ -474,6 +476,57 @@ START_TEST(stream_create_validates_config)
 }
 END_TEST
 
+START_TEST(preprocessing_channel_names)
+{
+    static const char *const names[9] = {"body_acc_x",  "body_acc_y",  "body_acc_z",
+                                         "body_gyro_x", "body_gyro_y", "body_gyro_z",
+                                         "total_acc_x", "total_acc_y", "total_acc_z"};
+
+    ck_assert_int_eq(bm_preprocessing_channel_count(BM_PREPROCESSING_HAPT), 9);
+    ck_assert_int_eq(bm_preprocessing_channel_count(BM_PREPROCESSING_NONE), 0);
+    ck_assert_int_eq(bm_preprocessing_channel_count("unknown"), 0);
+    ck_assert_int_eq(bm_preprocessing_channel_count(NULL), 0);
+    for (int c = 0; c < 9; c++) {
+        ck_assert_str_eq(bm_preprocessing_channel_name(BM_PREPROCESSING_HAPT, c), names[c]);
+        ck_assert_str_eq(bm_preprocessing_channel_unit(BM_PREPROCESSING_HAPT, c),
+                         c >= 3 && c < 6 ? "rad/s" : "g");
+    }
+    ck_assert_ptr_null(bm_preprocessing_channel_name(BM_PREPROCESSING_HAPT, 9));
+    ck_assert_ptr_null(bm_preprocessing_channel_name(BM_PREPROCESSING_HAPT, -1));
+    ck_assert_ptr_null(bm_preprocessing_channel_unit(BM_PREPROCESSING_NONE, 0));
+}
+END_TEST
+
+START_TEST(stream_config_from_model)
+{
+    const char *golden = getenv("BM_GOLDEN_DIR");
+    if (golden == NULL) {
+        return;
+    }
+    char path[512];
+    snprintf(path, sizeof path, "%s/cx_published.safetensors", golden);
+    bm_model *model = NULL;
+    bm_error error;
+    ck_assert_int_eq(bm_model_load(path, &model, &error), BM_OK);
+
+    bm_stream_config config;
+    bm_stream_config_from_model(model, &config);
+    const bm_model_info *info = bm_model_get_info(model);
+    ck_assert_str_eq(config.preprocessing, bm_model_preprocessing(model));
+    ck_assert_double_eq(config.sample_rate_hz, info->sample_rate_hz);
+    ck_assert_int_eq(config.n_channels, info->n_channels);
+    ck_assert_int_eq(config.window_length, info->window_length);
+    ck_assert_int_eq(config.hop, info->hop);
+    ck_assert_ptr_eq(config.mean, bm_model_norm_mean(model));
+    ck_assert_ptr_eq(config.std, bm_model_norm_std(model));
+
+    bm_stream *stream = NULL;
+    ck_assert_int_eq(bm_stream_create(&config, &stream, &error), BM_OK);
+    bm_stream_destroy(stream);
+    bm_model_destroy(model);
+}
+END_TEST
+
 static Suite *stream_suite(void)
 {
     Suite *suite = suite_create("stream");
@@ -501,6 +554,8 @@ static Suite *stream_suite(void)
     tcase_add_test(windows, stream_reset_restarts);
     tcase_add_test(windows, stream_rejects_bad_samples);
     tcase_add_test(windows, stream_create_validates_config);
+    tcase_add_test(windows, preprocessing_channel_names);
+    tcase_add_test(windows, stream_config_from_model);
     suite_add_tcase(suite, windows);
 
     return suite;
