@@ -1,0 +1,24 @@
+/*
+ * The HTTP side of `babymamba replay`: POSTs sample batches to babymambad's ingest endpoint
+ * with libcurl, reusing one connection, and checks the status of every response.
+ */
+#ifndef BM_CLI_REPLAY_HTTP_H
+#define BM_CLI_REPLAY_HTTP_H
+
+#include <stddef.h>
+
+typedef struct replay_http replay_http;
+
+/* Prepares POSTs to base_url (http://HOST:PORT, optionally with a path prefix), each allowed
+ * timeout_s seconds. Returns NULL after printing an error. */
+replay_http *replay_http_open(const char *base_url, double timeout_s);
+
+/* POSTs body as application/json to {base_url}/api/v1/devices/{device}/samples. Returns 0
+ * after printing the error: the transfer's failure, or the HTTP status with the daemon's
+ * response body for any status outside 200-299. */
+int replay_http_post(replay_http *http, const char *device, const char *body, size_t size);
+
+/* Frees the client. Accepts NULL. */
+void replay_http_close(replay_http *http);
+
+#endif
