@@ -271,7 +271,11 @@ void dev_push(device *d, const ingest_batch *batch, int64_t gap_ns, dev_window_f
     memset(result, 0, sizeof *result);
     push_context context = {.d = d, .on_window = on_window, .user = user};
 
-    /* Sequence numbers only count lost messages; a lower number means the sender restarted. */
+    /* A message whose sequence number was seen already is a resend (a QoS 1 redelivery, or a
+     * retry after a lost HTTP reply), so its old samples count as duplicates rather than as
+     * out of order. Otherwise sequence numbers only count lost messages; a lower number can
+     * also mean that the sender restarted. */
+    int resent = batch->has_seq && d->has_seq && batch->seq <= d->last_seq;
     if (batch->has_seq) {
         if (d->has_seq && batch->seq > d->last_seq + 1)
             result->sequence_gaps =
@@ -285,7 +289,7 @@ void dev_push(device *d, const ingest_batch *batch, int64_t gap_ns, dev_window_f
         int64_t t_ns = batch->t_ns[i];
         const float *values = batch->values + (size_t)i * (size_t)batch->width;
 
-        if (d->has_last && t_ns == d->last_t_ns) {
+        if (d->has_last && (t_ns == d->last_t_ns || (resent && t_ns < d->last_t_ns))) {
             result->duplicate++;
             continue;
         }

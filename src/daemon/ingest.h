@@ -93,11 +93,12 @@ int ingest_device_from_topic(const char *filter, const char *topic, char *out, s
 #define INGEST_BINARY_VERSION     1
 
 /* Flags of the binary header. */
-#define INGEST_BINARY_ACC_MS2    0x01u /* accelerometer in m/s^2 instead of g */
-#define INGEST_BINARY_GYRO_DEG   0x02u /* gyroscope in deg/s instead of rad/s */
-#define INGEST_BINARY_TIMESTAMPS 0x04u /* each frame starts with a uint32 offset in microseconds   \
-                                        */
-#define INGEST_BINARY_HAS_SEQ 0x08u    /* the seq field is set */
+#define INGEST_BINARY_ACC_MS2  0x01u /* accelerometer in m/s^2 instead of g */
+#define INGEST_BINARY_GYRO_DEG 0x02u /* gyroscope in deg/s instead of rad/s */
+#define INGEST_BINARY_TIMESTAMPS                                                                   \
+    0x04u                           /* each frame starts with a uint32 offset in microseconds      \
+                                     */
+#define INGEST_BINARY_HAS_SEQ 0x08u /* the seq field is set */
 
 /* Kinds of the binary header. */
 #define INGEST_BINARY_KIND_IMU      1

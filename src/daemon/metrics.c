@@ -86,7 +86,7 @@ static void render_ingest(FILE *out, const metrics_counters *c)
                 transport_names[i], c->samples_ingested[i]);
 
     family(out, "babymambad_samples_dropped_total", "counter",
-           "Samples of accepted messages dropped, by reason.");
+           "Samples of accepted messages dropped, by reason (duplicate or out_of_order).");
     for (int i = 0; i < METRICS_SAMPLE_DROP_COUNT; i++)
         fprintf(out, "babymambad_samples_dropped_total{reason=\"%s\"} %" PRIu64 "\n",
                 sample_drop_names[i], c->samples_dropped[i]);

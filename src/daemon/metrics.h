@@ -22,7 +22,7 @@ typedef enum metrics_transport {
 
 /* Reasons for dropping single samples of an accepted message. */
 typedef enum metrics_sample_drop {
-    METRICS_DROP_DUPLICATE,    /* same timestamp as the previous sample */
+    METRICS_DROP_DUPLICATE, /* same time as the newest sample, or old samples of a resent message */
     METRICS_DROP_OUT_OF_ORDER, /* earlier than the previous sample */
     METRICS_SAMPLE_DROP_COUNT
 } metrics_sample_drop;

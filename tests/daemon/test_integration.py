@@ -1,0 +1,594 @@
+"""Black-box tests of babymambad against a real mosquitto broker.
+
+Each test class starts its own mosquitto on a free loopback port and the real daemon built by
+meson, then talks to both the way senders and operators do: MQTT publishes and subscriptions,
+HTTP requests to the REST API and /metrics. The oracle for classification is a golden model from
+tests/golden/: its .io.safetensors file holds input windows and the logits PyTorch computed for
+them, and streaming a window sample by sample through the daemon must give the same class and
+probabilities.
+
+Environment: BABYMAMBAD (the daemon binary), MOSQUITTO, BM_SOURCE_ROOT. Run with /usr/bin/python3.
+"""
+
+import hashlib
+import json
+import math
+import os
+import queue
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+import numpy as np
+import paho.mqtt.client as mqtt
+
+SOURCE_ROOT = os.environ.get("BM_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
+DAEMON = os.environ.get("BABYMAMBAD", "babymambad")
+MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
+GOLDEN = os.path.join(SOURCE_ROOT, "tests", "golden")
+MODEL = os.path.join(GOLDEN, "cx_published.safetensors")
+COMPATIBLE_MODEL = os.path.join(GOLDEN, "ci_published.safetensors")
+T0_NS = 1_700_000_000_000_000_000
+PERIOD_NS = 20_000_000  # 50 Hz, the golden models' rate
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_safetensors(path):
+    """Return {name: numpy array} of a safetensors file."""
+    dtypes = {"F32": np.float32, "F64": np.float64}
+    with open(path, "rb") as f:
+        data = f.read()
+    (header_size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + header_size])
+    body = data[8 + header_size :]
+    tensors = {}
+    for name, spec in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = spec["data_offsets"]
+        tensors[name] = np.frombuffer(body[begin:end], dtype=dtypes[spec["dtype"]]).reshape(spec["shape"])
+    return tensors
+
+
+def softmax(logits):
+    e = np.exp(logits - logits.max())
+    return e / e.sum()
+
+
+def http(method, url, body=None, content_type="application/json"):
+    """Return (status, parsed JSON or text) of one request."""
+    headers = {"Content-Type": content_type} if body is not None else {}
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, text, kind = response.status, response.read().decode(), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as error:
+        status, text, kind = error.code, error.read().decode(), error.headers.get("Content-Type", "")
+    return status, json.loads(text) if kind.startswith("application/json") else text
+
+
+def wait_until(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def parse_metrics(text):
+    """Return ({sample line name with labels: value}, [(kind, family)] of HELP/TYPE lines)."""
+    values = {}
+    declarations = []
+    for line in text.splitlines():
+        if line.startswith("# HELP ") or line.startswith("# TYPE "):
+            declarations.append((line[2:6], line.split()[2]))
+        elif line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values, declarations
+
+
+class Broker:
+    """A mosquitto process on a free loopback port with anonymous access."""
+
+    def __init__(self, workdir):
+        self.port = free_port()
+        config = os.path.join(workdir, "mosquitto.conf")
+        with open(config, "w") as f:
+            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.log = open(os.path.join(workdir, "mosquitto.log"), "w")
+        self.process = subprocess.Popen([MOSQUITTO, "-c", config], stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(self._listening, what=f"mosquitto on port {self.port}")
+
+    def _listening(self):
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    @property
+    def uri(self):
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self.log.close()
+
+
+class Daemon:
+    """babymambad with a temporary config file; its stderr goes to a log file."""
+
+    def __init__(self, workdir, broker, settings=None, extra_args=()):
+        self.workdir = workdir
+        self.http_port = free_port()
+        self.config_path = os.path.join(workdir, "babymambad.json")
+        self.settings = {
+            "model": MODEL,
+            "mqtt": {"uri": broker.uri if broker else "none", "client_id": f"babymambad-{self.http_port}",
+                     "reconnect_min_s": 1, "reconnect_max_s": 2},
+            "http": {"listen": f"127.0.0.1:{self.http_port}"},
+            "stream": {"gap_limit_s": 1.0},
+            "events": {"heartbeat_s": 0},
+            "log": {"level": "info"},
+        }
+        for key, value in (settings or {}).items():
+            self.settings.setdefault(key, {})
+            if isinstance(value, dict):
+                self.settings[key].update(value)
+            else:
+                self.settings[key] = value
+        self.write_config()
+        self.log_path = os.path.join(workdir, f"babymambad-{self.http_port}.log")
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen([DAEMON, "--config", self.config_path, *extra_args],
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(self.ready, timeout=15, what="babymambad /readyz")
+
+    def write_config(self):
+        with open(self.config_path, "w") as f:
+            json.dump(self.settings, f)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def ready(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"babymambad exited with {self.process.returncode}:\n{self.log_text()}")
+        try:
+            return http("GET", self.url + "/readyz")[0] == 200
+        except OSError:
+            return False
+
+    def log_text(self):
+        if not self.log.closed:
+            self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def metrics(self):
+        status, text = http("GET", self.url + "/metrics")
+        assert status == 200, status
+        return parse_metrics(text)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=15)
+        self.log.close()
+        return self.process.returncode
+
+
+class Subscriber:
+    """An MQTT client that records every message, retained flag included."""
+
+    def __init__(self, broker, topic, protocol=mqtt.MQTTv311):
+        self.messages = queue.Queue()
+        self.seen = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(client_id=f"test-sub-{free_port()}", protocol=protocol)
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.subscribe(topic, qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(10), "subscription not acknowledged"
+
+    def _on_message(self, client, userdata, message):
+        with self.lock:
+            self.seen.append((message.topic, message.payload, bool(message.retain)))
+
+    def find(self, predicate, timeout=10.0, what="message"):
+        def match():
+            with self.lock:
+                for item in self.seen:
+                    if predicate(*item):
+                        return item
+            return None
+
+        return wait_until(match, timeout, what)
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def publisher(broker, protocol=mqtt.MQTTv311):
+    client = mqtt.Client(client_id=f"test-pub-{free_port()}", protocol=protocol)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    return client
+
+
+def channels_message(rows, start_index, seq=None):
+    message = {"t0_ns": T0_NS + start_index * PERIOD_NS, "rate_hz": 50, "channels": rows}
+    if seq is not None:
+        message["seq"] = seq
+    return json.dumps(message).encode()
+
+
+class GoldenStreamTest(unittest.TestCase):
+    """One broker and one daemon serving the golden model cx_published (9 channels, none)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.workdir = tempfile.mkdtemp(prefix="babymambad-test-")
+        cls.broker = Broker(cls.workdir)
+        cls.daemon = Daemon(cls.workdir, cls.broker)
+        golden = read_safetensors(os.path.join(GOLDEN, "cx_published.io.safetensors"))
+        cls.inputs = golden["input"]
+        cls.expected = [softmax(row.astype(np.float64)) for row in golden["logits_f32"]]
+        cls.events = Subscriber(cls.broker, "babymamba/#")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.events.close()
+        cls.daemon.stop()
+        cls.broker.stop()
+        shutil.rmtree(cls.workdir, ignore_errors=True)
+
+    def activity_event(self, device, timeout=10.0):
+        topic, payload, retained = self.events.find(
+            lambda t, p, r: t == f"babymamba/{device}/activity" and p, timeout, f"activity of {device}")
+        return json.loads(payload)
+
+    def check_matches_golden(self, probabilities, index):
+        expected = self.expected[index]
+        self.assertEqual(len(probabilities), len(expected))
+        for k, p in enumerate(probabilities):
+            self.assertAlmostEqual(p, expected[k], delta=2e-4, msg=f"window {index} class {k}")
+
+    def test_status_topic_online_retained(self):
+        late = Subscriber(self.broker, "babymamba/_status")
+        try:
+            topic, payload, retained = late.find(lambda t, p, r: True, what="status message")
+            self.assertEqual(payload, b"online")
+            self.assertTrue(retained)
+        finally:
+            late.close()
+
+    def test_mqtt_windows_match_golden(self):
+        client = publisher(self.broker)
+        try:
+            for b, window in enumerate(self.inputs):
+                rows = window.tolist()
+                for part, start in enumerate((0, 64)):
+                    info = client.publish(f"babymamba/mq{b}/imu", channels_message(rows[start:start + 64], start, part), qos=1)
+                    info.wait_for_publish(5)
+        finally:
+            client.loop_stop()
+            client.disconnect()
+
+        for b in range(len(self.inputs)):
+            event = self.activity_event(f"mq{b}")
+            self.assertEqual(event["device"], f"mq{b}")
+            self.assertEqual(event["class_index"], int(np.argmax(self.expected[b])))
+            self.assertEqual(event["activity"], f"class{event['class_index']}")
+            self.assertEqual(event["model"], {"name": "golden-cx_published", "version": "1.0.0"})
+            self.assertEqual(event["window_start_ns"], T0_NS)
+            self.assertEqual(event["window_end_ns"], T0_NS + 127 * PERIOD_NS)
+            self.assertEqual(event["seq"], 0)
+            self.assertAlmostEqual(event["confidence"], max(self.expected[b]), delta=2e-4)
+            self.check_matches_golden([event["probabilities"][f"class{k}"] for k in range(6)], b)
+
+        # A subscriber that arrives later receives the current activity as a retained message.
+        late = Subscriber(self.broker, "babymamba/mq0/activity")
+        try:
+            topic, payload, retained = late.find(lambda t, p, r: True, what="retained activity")
+            self.assertTrue(retained)
+            self.assertEqual(json.loads(payload)["device"], "mq0")
+        finally:
+            late.close()
+
+    def test_http_windows_match_golden(self):
+        for b, window in enumerate(self.inputs):
+            # Per-sample times in float seconds carry sub-microsecond rounding; the daemon must
+            # still place every sample on the grid and reproduce the golden window exactly.
+            times = [(T0_NS + i * PERIOD_NS) / 1e9 for i in range(128)]
+            body = json.dumps({"t": times, "channels": window.tolist()}).encode()
+            status, reply = http("POST", f"{self.daemon.url}/api/v1/devices/http{b}/samples", body)
+            self.assertEqual(status, 202, reply)
+            self.assertEqual(reply["accepted"], 128)
+
+        for b in range(len(self.inputs)):
+            device = wait_until(lambda: self._classified(f"http{b}"), what=f"http{b} classified")
+            self.assertEqual(device["activity"], f"class{int(np.argmax(self.expected[b]))}")
+            self.check_matches_golden([device["probabilities"][f"class{k}"] for k in range(6)], b)
+            self.assertEqual(device["counters"]["samples"], 128)
+            self.assertEqual(device["counters"]["windows"], 1)
+            self.assertAlmostEqual(device["input_rate_hz"], 50.0, delta=0.01)
+
+    def _classified(self, device_id):
+        status, device = http("GET", f"{self.daemon.url}/api/v1/devices/{device_id}")
+        return device if status == 200 and device["activity"] is not None else None
+
+    def test_binary_payload_is_classified(self):
+        window = self.inputs[0]
+        header = struct.pack("<4sBBBBHHfqQ", b"BMIM", 1, 2, 0x08, 9, 128, 0, 50.0, T0_NS, 7)
+        body = header + window.astype("<f4").tobytes()
+        status, reply = http("POST", f"{self.daemon.url}/api/v1/devices/bin0/samples", body,
+                             "application/octet-stream")
+        self.assertEqual(status, 202, reply)
+        device = wait_until(lambda: self._classified("bin0"), what="bin0 classified")
+        self.check_matches_golden([device["probabilities"][f"class{k}"] for k in range(6)], 0)
+
+    def test_bad_input_is_rejected_and_isolated(self):
+        before, _ = self.daemon.metrics()
+        client = publisher(self.broker)
+        try:
+            client.publish("babymamba/bad1/imu", b"{not json", qos=1).wait_for_publish(5)
+            client.publish("babymamba/bad1/imu", channels_message([[1, 2, 3]], 0), qos=1).wait_for_publish(5)
+            # A healthy device keeps working next to the faulty one.
+            for start in (0, 64):
+                rows = self.inputs[1].tolist()[start:start + 64]
+                client.publish("babymamba/good1/imu", channels_message(rows, start), qos=1).wait_for_publish(5)
+        finally:
+            client.loop_stop()
+            client.disconnect()
+
+        event = self.activity_event("good1")
+        self.check_matches_golden([event["probabilities"][f"class{k}"] for k in range(6)], 1)
+
+        after = wait_until(lambda: self._rejections_grew(before, 2), what="rejection counters")
+        key_json = 'babymambad_messages_rejected_total{reason="invalid_json"}'
+        key_channels = 'babymambad_messages_rejected_total{reason="wrong_channels"}'
+        self.assertEqual(after[key_json] - before[key_json], 1)
+        self.assertEqual(after[key_channels] - before[key_channels], 1)
+        log = self.daemon.log_text()
+        self.assertIn("device bad1: message rejected (invalid_json)", log)
+        self.assertIn("'channels[0]': expected an array of 9 numbers", log)
+
+        status, reply = http("POST", f"{self.daemon.url}/api/v1/devices/bad2/samples",
+                             json.dumps({"t0": 1, "rate_hz": 50, "channels": [[0] * 9], "units": {"acc": "g"}}).encode())
+        self.assertEqual(status, 400)
+        self.assertEqual(reply["error"], "invalid_units")
+        status, reply = http("POST", f"{self.daemon.url}/api/v1/devices/bad$id/samples", b"{}")
+        self.assertEqual(status, 400)
+        self.assertEqual(reply["error"], "invalid_device_id")
+        self.assertIn("bad$id", reply["message"])
+        status, reply = http("POST", f"{self.daemon.url}/api/v1/devices/bad3/samples", b"x", "text/csv")
+        self.assertEqual(status, 415)
+        big = b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+        status, reply = http("POST", f"{self.daemon.url}/api/v1/devices/bad4/samples", big)
+        self.assertEqual(status, 413)
+        self.assertEqual(reply["error"], "payload_too_large")
+        self.assertEqual(http("GET", f"{self.daemon.url}/api/v1/devices/bad1")[0], 404)
+
+    def _rejections_grew(self, before, amount):
+        after, _ = self.daemon.metrics()
+        grown = sum(v for k, v in after.items() if k.startswith("babymambad_messages_rejected_total")) - \
+            sum(v for k, v in before.items() if k.startswith("babymambad_messages_rejected_total"))
+        return after if grown >= amount else None
+
+    def test_duplicates_out_of_order_and_gaps(self):
+        url = f"{self.daemon.url}/api/v1/devices/dup1/samples"
+        rows = self.inputs[0].tolist()
+        status, reply = http("POST", url, channels_message(rows[:64], 0, seq=1))
+        self.assertEqual((status, reply["accepted"]), (202, 64))
+
+        # The same message again, as a QoS 1 redelivery would bring it: every sample is dropped.
+        status, reply = http("POST", url, channels_message(rows[:64], 0, seq=1))
+        self.assertEqual((reply["accepted"], reply["duplicate"]), (0, 64))
+
+        # Samples older than the newest one are out of order.
+        status, reply = http("POST", url, channels_message(rows[:10], -20, seq=2))
+        self.assertEqual((reply["accepted"], reply["out_of_order"]), (0, 10))
+
+        # A silence longer than stream.gap_limit_s (1 s) restarts the window; seq 9 after 2 means
+        # six messages were lost.
+        status, reply = http("POST", url, channels_message(rows[:64], 64 + 200, seq=9))
+        self.assertEqual((reply["accepted"], reply["gaps"]), (64, 1))
+
+        status, device = http("GET", f"{self.daemon.url}/api/v1/devices/dup1")
+        counters = device["counters"]
+        self.assertEqual(counters["samples_duplicate"], 64)
+        self.assertEqual(counters["samples_out_of_order"], 10)
+        self.assertEqual(counters["gaps"], 1)
+        self.assertEqual(counters["sequence_gaps"], 6)
+        self.assertEqual(counters["windows"], 0)
+        values, _ = self.daemon.metrics()
+        self.assertGreaterEqual(values['babymambad_samples_dropped_total{reason="duplicate"}'], 64)
+        self.assertGreaterEqual(values["babymambad_stream_gaps_total"], 1)
+
+    def test_slow_stream_is_rejected(self):
+        rows = self.inputs[0].tolist()[:20]
+        body = json.dumps({"t0_ns": T0_NS, "rate_hz": 10, "channels": rows}).encode()
+        status, reply = http("POST", f"{self.daemon.url}/api/v1/devices/slow1/samples", body)
+        self.assertEqual(status, 400)
+        self.assertEqual(reply["error"], "rate_too_low")
+        self.assertIn("10 Hz", reply["message"])
+
+    def test_metrics_follow_the_format(self):
+        status, text = http("GET", self.daemon.url + "/metrics")
+        self.assertEqual(status, 200)
+        values, declarations = parse_metrics(text)
+        families = [name for kind, name in declarations if kind == "TYPE"]
+        helps = [name for kind, name in declarations if kind == "HELP"]
+        self.assertEqual(len(families), len(set(families)), "a family is declared twice")
+        self.assertEqual(sorted(families), sorted(helps))
+        for name in values:
+            base = name.split("{")[0]
+            family = next((f for f in families if base == f or base.startswith(f + "_")), None)
+            self.assertIsNotNone(family, f"sample {name} has no TYPE")
+        self.assertEqual(values["babymambad_mqtt_connected"], 1)
+        self.assertEqual(values['babymambad_build_info{version="0.1.0"}'], 1)
+        self.assertIn("babymambad_inference_duration_seconds_bucket{le=\"+Inf\"}", values)
+        self.assertGreater(values["process_resident_memory_bytes"], 1e6)
+
+    def test_rest_endpoints_report_state(self):
+        with open(MODEL, "rb") as f:
+            sha = hashlib.sha256(f.read()).hexdigest()
+        self.assertEqual(http("GET", self.daemon.url + "/healthz"), (200, {"status": "ok"}))
+        status, ready = http("GET", self.daemon.url + "/readyz")
+        self.assertEqual((status, ready["mqtt"], ready["model_loaded"]), (200, "connected", True))
+
+        status, info = http("GET", self.daemon.url + "/api/v1/status")
+        self.assertEqual(info["version"], "0.1.0")
+        self.assertEqual(info["model"]["sha256"], sha)
+        self.assertEqual(info["mqtt"]["state"], "connected")
+        self.assertGreaterEqual(info["uptime_s"], 0)
+
+        status, models = http("GET", self.daemon.url + "/api/v1/models")
+        model = models["models"][0]
+        self.assertEqual(model["classes"], [f"class{k}" for k in range(6)])
+        self.assertEqual(model["input"]["window_length"], 128)
+        self.assertEqual(model["input"]["preprocessing"], "none")
+
+        http("POST", f"{self.daemon.url}/api/v1/devices/list1/samples", channels_message([[0] * 9], 0))
+        status, devices = http("GET", self.daemon.url + "/api/v1/devices")
+        self.assertIn("list1", [d["id"] for d in devices["devices"]])
+        self.assertEqual(devices["count"], len(devices["devices"]))
+        self.assertEqual(http("GET", self.daemon.url + "/api/v1/devices/nobody")[0], 404)
+        self.assertEqual(http("DELETE", self.daemon.url + "/api/v1/status")[0], 405)
+        self.assertEqual(http("GET", self.daemon.url + "/nowhere")[0], 404)
+
+
+class LifecycleTest(unittest.TestCase):
+    """Reload, stop, last will and config checking, each with its own daemon."""
+
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix="babymambad-test-")
+        self.broker = Broker(self.workdir)
+
+    def tearDown(self):
+        self.broker.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def test_sigterm_sets_status_offline(self):
+        daemon = Daemon(self.workdir, self.broker)
+        status = Subscriber(self.broker, "babymamba/_status")
+        try:
+            status.find(lambda t, p, r: p == b"online", what="online")
+            self.assertEqual(daemon.stop(signal.SIGTERM), 0)
+            status.find(lambda t, p, r: p == b"offline", what="offline after SIGTERM")
+            self.assertIn("stopped", daemon.log_text())
+        finally:
+            status.close()
+
+        late = Subscriber(self.broker, "babymamba/_status")
+        try:
+            topic, payload, retained = late.find(lambda t, p, r: True, what="retained status")
+            self.assertEqual((payload, retained), (b"offline", True))
+        finally:
+            late.close()
+
+    def test_last_will_on_crash(self):
+        daemon = Daemon(self.workdir, self.broker)
+        status = Subscriber(self.broker, "babymamba/_status")
+        try:
+            status.find(lambda t, p, r: p == b"online", what="online")
+            daemon.stop(signal.SIGKILL)
+            status.find(lambda t, p, r: p == b"offline", timeout=15, what="last will")
+        finally:
+            status.close()
+
+    def test_sighup_swaps_compatible_model(self):
+        daemon = Daemon(self.workdir, self.broker)
+        try:
+            rows = np.sin(np.arange(128 * 9, dtype=np.float64).reshape(128, 9) * 0.01).tolist()
+            url = f"{daemon.url}/api/v1/devices/keep1/samples"
+            self.assertEqual(http("POST", url, channels_message(rows[:100], 0))[0], 202)
+
+            daemon.settings["model"] = COMPATIBLE_MODEL
+            daemon.settings["log"]["level"] = "debug"
+            daemon.write_config()
+            daemon.process.send_signal(signal.SIGHUP)
+            with open(COMPATIBLE_MODEL, "rb") as f:
+                sha = hashlib.sha256(f.read()).hexdigest()
+            wait_until(lambda: http("GET", daemon.url + "/api/v1/models")[1]["models"][0]["sha256"] == sha,
+                       what="new model after SIGHUP")
+            self.assertIn("input specification unchanged; 1 devices keep their windows", daemon.log_text())
+
+            # The device's first 100 samples survived the reload, so 28 more complete a window.
+            self.assertEqual(http("POST", url, channels_message(rows[100:], 100))[0], 202)
+            device = wait_until(lambda: http("GET", f"{daemon.url}/api/v1/devices/keep1")[1]["counters"]["windows"] == 1
+                                and http("GET", f"{daemon.url}/api/v1/devices/keep1")[1],
+                                what="window after reload")
+            self.assertIsNotNone(device["activity"])
+            values, _ = daemon.metrics()
+            self.assertEqual(values['babymambad_reloads_total{result="success"}'], 1)
+        finally:
+            daemon.stop()
+
+    def test_sighup_with_bad_config_keeps_running(self):
+        daemon = Daemon(self.workdir, self.broker)
+        try:
+            with open(daemon.config_path, "w") as f:
+                f.write('{"mqtt": {"qos": 9}}')
+            daemon.process.send_signal(signal.SIGHUP)
+            wait_until(lambda: "reload rejected" in daemon.log_text(), what="rejected reload")
+            self.assertIn("key 'mqtt.qos'", daemon.log_text())
+            self.assertEqual(http("GET", daemon.url + "/readyz")[0], 200)
+        finally:
+            daemon.stop()
+
+    def test_mqtt5_ingest_and_events(self):
+        daemon = Daemon(self.workdir, self.broker, settings={"mqtt": {"protocol": "5"}})
+        events = Subscriber(self.broker, "babymamba/+/activity", protocol=mqtt.MQTTv5)
+        client = publisher(self.broker, protocol=mqtt.MQTTv5)
+        try:
+            rows = np.cos(np.arange(128 * 9).reshape(128, 9) * 0.02).tolist()
+            client.publish("babymamba/v5dev/imu", channels_message(rows, 0), qos=1).wait_for_publish(5)
+            topic, payload, retained = events.find(lambda t, p, r: t == "babymamba/v5dev/activity", what="v5 event")
+            self.assertEqual(json.loads(payload)["device"], "v5dev")
+        finally:
+            client.loop_stop()
+            client.disconnect()
+            events.close()
+            daemon.stop()
+
+    def test_check_config_names_bad_keys(self):
+        path = os.path.join(self.workdir, "bad.json")
+        with open(path, "w") as f:
+            json.dump({"mqtt": {"qos": 3}, "http": {"listen": "localhost:80"}, "colour": "red"}, f)
+        result = subprocess.run([DAEMON, "--config", path, "--check-config"], capture_output=True, text=True)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("key 'mqtt.qos': invalid value \"3\"; expected an integer from 0 to 2", result.stderr)
+        self.assertIn("unknown key 'colour'", result.stderr)
+        self.assertIn("key 'http.listen'", result.stderr)
+
+        result = subprocess.run([DAEMON, "--check-config", "--mqtt", "none", "--http", "[::1]:9000"],
+                                capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        effective = json.loads(result.stdout)
+        self.assertEqual(effective["mqtt"]["uri"], "none")
+        self.assertEqual(effective["http"]["listen"], "[::1]:9000")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
