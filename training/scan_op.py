@@ -24,6 +24,7 @@ from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 ABI_VERSION = 1
 LIBRARY_ENV = "BABYMAMBA_SCAN_LIB"
@@ -179,7 +180,8 @@ class SelectiveScanFn(torch.autograd.Function):
     """Autograd function over the C kernels; inputs as in `selective_scan_fast`.
 
     The forward pass keeps only its inputs. The backward pass recomputes the
-    states in C, so no [batch, L, di, N] tensor is ever stored.
+    states in C, so no [batch, L, di, N] tensor is ever stored. The backward
+    pass is not differentiable itself, so double backward raises.
     """
 
     @staticmethod
@@ -201,6 +203,7 @@ class SelectiveScanFn(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dout):
         x, delta, A, B, C, D, z = ctx.saved_tensors
         batch, length, d_inner = x.shape

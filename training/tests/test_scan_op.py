@@ -232,6 +232,16 @@ class LayoutAndThreadTest(ScanTestCase):
         self.assertFalse(out.requires_grad)
         self.assert_relative_close(out, expected, FORWARD_TOLERANCE, "out")
 
+    def test_double_backward_raises(self):
+        # The upstream gradient depends on weights, so a second derivative would need the
+        # backward pass to be differentiable. It must raise, not return a wrong value.
+        inputs = [tensor.requires_grad_() for tensor in make_inputs(2, 3, 4, 2, seed=6)]
+        weights = torch.randn(2, 3, 4, requires_grad=True)
+        out = selective_scan_fast(*inputs)
+        (gradient_x,) = torch.autograd.grad((out * weights).sum(), inputs[0], create_graph=True)
+        with self.assertRaisesRegex(RuntimeError, "once_differentiable"):
+            gradient_x.sum().backward()
+
     def test_empty_batch(self):
         inputs = [tensor.requires_grad_() for tensor in make_inputs(0, 4, 3, 2, seed=0)]
         out = selective_scan_fast(*inputs)
