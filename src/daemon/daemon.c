@@ -328,6 +328,7 @@ static void on_mqtt_message(void *user, const char *topic, const void *payload, 
 static void on_mqtt_connection(void *user, int connected)
 {
     daemon_state *state = user;
+    state->counters.mqtt_reconnects = mqtt_reconnects(state->mqtt);
     notify_status(state->notify, connected ? "serving; MQTT connected" : "serving; MQTT down");
 }
 
@@ -381,7 +382,6 @@ static void on_housekeeping(uv_timer_t *timer)
         state->mqtt_dropped_seen = dropped;
         state->counters.messages_rejected[INGEST_REJECT_QUEUE_FULL] += fresh;
         state->counters.messages_received[METRICS_MQTT] += fresh;
-        state->counters.mqtt_reconnects = mqtt_reconnects(state->mqtt);
 
         uint32_t suppressed = 0;
         if (fresh > 0 && log_limit_allow(&state->queue_drop_limit, now, &suppressed))

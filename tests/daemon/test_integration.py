@@ -106,8 +106,8 @@ def parse_metrics(text):
 class Broker:
     """A mosquitto process on a free loopback port with anonymous access."""
 
-    def __init__(self, workdir):
-        self.port = free_port()
+    def __init__(self, workdir, port=None):
+        self.port = port or free_port()
         config = os.path.join(workdir, "mosquitto.conf")
         with open(config, "w") as f:
             f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
@@ -570,6 +570,60 @@ class LifecycleTest(unittest.TestCase):
             client.loop_stop()
             client.disconnect()
             events.close()
+            daemon.stop()
+
+    def test_systemd_notifications(self):
+        # A datagram socket stands in for systemd's notify socket; WATCHDOG_USEC asks for
+        # keep-alives every 0.2 s (half the 0.4 s interval).
+        path = os.path.join(self.workdir, "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sock.settimeout(10)
+        os.environ["NOTIFY_SOCKET"] = path
+        os.environ["WATCHDOG_USEC"] = "400000"
+        try:
+            daemon = Daemon(self.workdir, self.broker)
+        finally:
+            del os.environ["NOTIFY_SOCKET"]
+            del os.environ["WATCHDOG_USEC"]
+
+        received = []
+
+        def wait_for(word):
+            while not any(word in message for message in received):
+                received.append(sock.recv(4096).decode())
+
+        try:
+            wait_for("READY=1")
+            start = time.monotonic()
+            wait_for("WATCHDOG=1")
+            self.assertLess(time.monotonic() - start, 1.0)
+            daemon.process.send_signal(signal.SIGHUP)
+            wait_for("RELOADING=1")
+            self.assertEqual(daemon.stop(signal.SIGTERM), 0)
+            wait_for("STOPPING=1")
+        finally:
+            daemon.stop()
+            sock.close()
+
+    def test_broker_restart_reconnects(self):
+        daemon = Daemon(self.workdir, self.broker)
+        try:
+            port = self.broker.port
+            self.broker.stop()
+            wait_until(lambda: http("GET", daemon.url + "/readyz")[0] == 503, what="not ready without broker")
+            self.broker = Broker.__new__(Broker)
+            self.broker.port = port
+            Broker.__init__(self.broker, self.workdir, port=port)
+            wait_until(lambda: http("GET", daemon.url + "/readyz")[0] == 200, timeout=20, what="reconnect")
+            values, _ = daemon.metrics()
+            self.assertEqual(values["babymambad_mqtt_reconnects_total"], 1)
+            status = Subscriber(self.broker, "babymamba/_status")
+            try:
+                status.find(lambda t, p, r: p == b"online", what="online after reconnect")
+            finally:
+                status.close()
+        finally:
             daemon.stop()
 
     def test_check_config_names_bad_keys(self):
