@@ -137,7 +137,8 @@ static int apply_option(replay_options *options, const char *option, const char 
             return CLI_EXIT_USAGE;
         }
     } else if (strcmp(option, "--batch") == 0) {
-        /* The daemon's default limit of 256 KiB per MQTT payload holds about 2000 samples. */
+        /* At an estimated 100 bytes per sample, 2000 samples fit the daemon's default limit of
+         * 256 KiB per MQTT payload. */
         if (!parse_count(option, value, 1, 2000, &options->batch)) {
             return CLI_EXIT_USAGE;
         }
@@ -587,8 +588,8 @@ int cmd_replay(int argc, char **argv)
         goto cleanup;
     }
 
-    /* Device time starts now, rounded to the millisecond, so events of this run are told apart
-     * from those of earlier runs. */
+    /* Device time starts now, rounded to the millisecond, so that the windows of earlier runs
+     * lie outside this run's samples. */
     listener.base_ns = realtime_ns() / 1000000 * 1000000;
     compute_device_times(&recording, listener.base_ns, (size_t)options.batch, t_ns);
     listener.score = replay_score_create(&recording, t_ns, (int)options.devices,

@@ -11,7 +11,7 @@
 
 #include "cli_common.h"
 
-/* The response body is kept up to this size for error messages; the rest is discarded. */
+/* The response body is stored up to this size for error messages; the rest is discarded. */
 enum { RESPONSE_KEEP_BYTES = 2048 };
 
 struct replay_http {
@@ -60,7 +60,7 @@ replay_http *replay_http_open(const char *base_url, double timeout_s)
     http->curl = curl_easy_init();
     http->headers = curl_slist_append(NULL, "Content-Type: application/json");
     /* An empty Expect header stops curl from sending "Expect: 100-continue" for large bodies
-     * and waiting for the answer. */
+     * and waiting for the server's interim response. */
     if (http->headers != NULL && curl_slist_append(http->headers, "Expect:") == NULL) {
         curl_slist_free_all(http->headers);
         http->headers = NULL;

@@ -121,8 +121,8 @@ replay_window_kind replay_score_add(replay_score *score, int device, int64_t sta
         return REPLAY_WINDOW_OUTSIDE;
     }
 
-    /* A window that ends on the hop grid is an expected one; a second event for it is the
-     * heartbeat repeating the last decision and would count that window twice. */
+    /* A window that ends on the hop grid is an expected one. A second event for it is a
+     * heartbeat repeating the last decision, so it is not counted again. */
     size_t end_offset = last + 1;
     if (end_offset >= (size_t)score->window_length &&
         (end_offset - (size_t)score->window_length) % (size_t)score->hop == 0) {

@@ -2,8 +2,8 @@
  * Scoring of the daemon's activity events against a replayed recording's labels.
  *
  * Each event names a window [start, end] in device time. Its true label is the recording's
- * activity when every sample of the window lies in one labelled segment of activity 1-6, the
- * rule of `babymamba prepare`; other windows are counted as unscored. The windows the daemon
+ * activity when every sample of the window lies in one labelled segment of activity 1-6, as in
+ * `babymamba prepare`. Other windows are counted as unscored. The windows the daemon
  * should produce are known from its window length and hop, so windows without an event are
  * counted as missing. Not thread-safe: the caller serialises the calls.
  */

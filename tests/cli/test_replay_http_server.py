@@ -1,6 +1,6 @@
 """A stand-in for babymambad's HTTP ingest in the replay tests. It listens on 127.0.0.1 on a
 free port, writes the port to PORT_FILE, appends each POST as one JSON line {"path", "type",
-"body"} to LOG_FILE, and answers 202, except 400 with a JSON error for device ids ending in
+"body"} to LOG_FILE, and responds with 202, except 400 with a JSON error for device ids ending in
 "-2" so that the test can check how replay reports a rejection. It stops after 60 s.
 
 Usage: test_replay_http_server.py PORT_FILE LOG_FILE
