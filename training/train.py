@@ -1,10 +1,13 @@
 """Train a BabyMamba-HAR model on a data file from `babymamba prepare` and export it.
 
 Protocol: the test users (the standard UCI-HAR split) are never seen until
-the end. The validation users are held out from the training users, and the
-epoch whose weights are kept is chosen on them alone, by the validation loss
-(or by validation macro-F1 with --select val_f1). The selected model is evaluated on the test
-users once, after training ends, and the result is written to results.json.
+the end. The validation users are held out from the training users. By
+default (--select last) the run follows a fixed cosine schedule of --epochs
+epochs and keeps the final weights, and the validation users serve to choose
+--epochs and to compare runs. --select val_loss or val_f1 instead keeps the
+epoch with the best validation score and stops early after --patience epochs
+without improvement. The kept model is evaluated on the test users once,
+after training ends, and the result is written to results.json.
 
 The run directory keeps checkpoint.pt, written atomically after every epoch,
 so rerunning the same command after an interruption resumes after the last
@@ -84,9 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--select",
-        choices=("val_loss", "val_f1"),
-        default="val_loss",
-        help="validation score that picks the kept epoch and drives early stopping",
+        choices=("last", "val_loss", "val_f1"),
+        default="last",
+        help="last: keep the final epoch of the fixed schedule; val_loss, val_f1: keep the epoch with the best "
+        "validation score and stop early after --patience epochs without a better one",
     )
     parser.add_argument("--batch-size", type=int, default=64, help="windows per training step")
     parser.add_argument("--lr", type=float, default=1.55e-3, help="peak AdamW learning rate")
@@ -309,7 +313,7 @@ def format_progress(record: Dict[str, Any], epochs: int) -> str:
 
 
 def is_better(select: str, score: float, best: Optional[float]) -> bool:
-    if best is None:
+    if best is None or select == "last":
         return True
     return score < best if select == "val_loss" else score > best
 
@@ -420,7 +424,7 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
             seen += len(indices)
 
         report = evaluate(model, val_x, val_y, classes)
-        score = report["loss"] if args.select == "val_loss" else report["macro_f1"]
+        score = report["macro_f1"] if args.select == "val_f1" else report["loss"]
         improved = is_better(args.select, score, state["best_score"])
         if improved:
             state.update(best_score=score, best_epoch=epoch, epochs_without_improvement=0,
@@ -440,7 +444,7 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": seconds,
             "wall_seconds": state["wall_seconds"],
-            "improved": improved,
+            "improved": improved and args.select != "last",
         }
         if state["epochs_without_improvement"] >= args.patience:
             state.update(finished=True, stop_reason=f"no better {args.select} for {args.patience} epochs")
@@ -455,7 +459,7 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
         print(format_progress(record, args.epochs), flush=True)
 
     print(f"stopped after epoch {state['epoch']}: {state['stop_reason']}; "
-          f"kept epoch {state['best_epoch']} ({args.select} {state['best_score']:.4f})", flush=True)
+          f"kept epoch {state['best_epoch']}", flush=True)
     model.load_state_dict(state["best_model"])
     validation = evaluate(model, val_x, val_y, classes)
 
@@ -470,7 +474,8 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
         "epochs": state["epoch"],
         "max_epochs": args.epochs,
         "selected_epoch": state["best_epoch"],
-        "selection": f"{args.select} on the validation users",
+        "selection": "final epoch of the fixed schedule" if args.select == "last"
+        else f"best {args.select} on the validation users",
         "stop_reason": state["stop_reason"],
         "validation_users": split.validation_users,
         "test_users": split.test_users,

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Train one variant for several seeds, one after another, with the settings
-# that docs/training.md reports. Each seed gets RUNS/VARIANT-seedS/, and a
+# that docs/training.md reports. Each seed gets RUNS_DIR/VARIANT-eEPOCHS-seedSEED/, and a
 # rerun resumes any seed that did not finish.
 #
 # Usage: run_seeds.sh DATA_FILE RUNS_DIR VARIANT SEED...
@@ -21,26 +21,27 @@ shift 3
 here=$(cd "$(dirname "$0")" && pwd)
 python=${PYTHON:-/usr/bin/python3}
 
-# Epoch budgets: the cosine schedule spans them, and early stopping on the
-# validation loss may end a run sooner. CI costs about 9 times as much per
-# epoch as CX on the same CPU, which sets its smaller budget.
+# Each run follows a fixed cosine schedule and keeps its final epoch
+# (train.py --select last). EPOCHS overrides the budget of the variant, which
+# is how candidate budgets are compared on the validation users.
 case "$variant" in
-    cx) options="--family cx --epochs 25" ;;
-    ci) options="--family ci --epochs 10" ;;
-    cx-forward) options="--family cx --forward-only --epochs 25" ;;
-    cx-gated) options="--family cx --pooling gated --epochs 25" ;;
+    cx) options="--family cx" budget=20 ;;
+    ci) options="--family ci" budget=6 ;;
+    cx-forward) options="--family cx --forward-only" budget=20 ;;
+    cx-gated) options="--family cx --pooling gated" budget=20 ;;
     *)
         echo "error: unknown variant '$variant'; expected cx, ci, cx-forward or cx-gated" >&2
         exit 2
         ;;
 esac
+epochs=${EPOCHS:-$budget}
 
 mkdir -p "$runs"
 for seed in "$@"; do
-    run_dir="$runs/$variant-seed$seed"
-    echo "=== $variant seed $seed -> $run_dir ($(date -u +%H:%M:%S))"
+    run_dir="$runs/$variant-e$epochs-seed$seed"
+    echo "=== $variant, $epochs epochs, seed $seed -> $run_dir ($(date -u +%H:%M:%S))"
     # shellcheck disable=SC2086 # options is a list of words on purpose
     "$python" "$here/../train.py" --data "$data" --run-dir "$run_dir" --seed "$seed" \
-        --name "ucihar-$variant" $options
+        --name "ucihar-$variant" --select last --epochs "$epochs" $options
 done
 echo "=== $variant done ($(date -u +%H:%M:%S))"
