@@ -6,6 +6,10 @@
  * and window ring. Both run per sample as messages arrive, so a hop costs only the forward
  * pass. The device also keeps its last activity, its smoothing history and its counters.
  * Devices live in a hash table keyed by id, with a list for iteration. Loop thread only.
+ *
+ * TODO: daemons that share a broker through a shared subscription receive messages, not
+ * devices, so one device's samples can be split between daemons. Keeping each device on one
+ * daemon needs a partitioned topic filter per daemon or a broker that assigns by topic.
  */
 #ifndef BABYMAMBAD_DEVICE_H
 #define BABYMAMBAD_DEVICE_H
