@@ -4,12 +4,12 @@
  * Real senders deliver samples with jittered, drifting or different rates. A bm_resampler takes
  * samples one at a time with their timestamps and emits samples on the grid t0 + k / rate,
  * where t0 is the time of the first sample after creation or reset. Each output is the linear
- * interpolation of the input at the grid time. When the input arrives faster than the output
- * rate (its mean interval, tracked as an exponential moving average, is below 0.9 output
- * periods), each output is instead the mean of the linearly interpolated input over the output
- * period centred on the grid time; this box filter is the anti-aliasing for downsampling.
- * An input that already lies on the grid passes through unchanged, so a stream at the model's
- * rate gives exactly the values that offline processing of the same recording sees.
+ * interpolation of the input at the grid time. Input that arrives faster than the output rate
+ * (its mean interval, an exponential moving average, is below 0.9 output periods) is instead
+ * averaged over the output period centred on the grid time. This box filter is the
+ * anti-aliasing for downsampling. A sample within 0.1 % of a period of a grid point passes
+ * through unchanged, so a stream at the model's rate gives exactly the values that offline
+ * processing of the same recording sees.
  *
  * A resampler allocates at creation only. It is not thread-safe.
  */

@@ -68,7 +68,7 @@ void cfg_deinit(cfg_config *config);
 
 /* Applies the keys of a JSON file over config. Returns 0 when every key is known and valid;
  * otherwise -1 with one line per problem in errors ("key 'mqtt.qos': expected an integer from
- * 0 to 2, found 7"), and config holds the valid keys only. */
+ * 0 to 2, found 7"), and config contains the valid keys only. */
 int cfg_load_file(cfg_config *config, const char *path, char *errors, size_t errors_size);
 
 /* Sets one key from text, as command-line overrides do. Returns 0, or -1 with the reason in

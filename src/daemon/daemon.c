@@ -2,8 +2,8 @@
  * The daemon's lifecycle and its ingest path (see daemon.h).
  *
  * Start: config, model, device table, HTTP server, MQTT client, signals, then READY=1.
- * Message: decode, find or create the device, check its rate, push its samples through the
- * device's stages; each completed window goes to the runner, and each result updates the
+ * Message: decode, find or create the device, check its rate, and push its samples through the
+ * device's stages. Each completed window goes to the runner, and each result updates the
  * device's decision and may publish an event.
  * Stop: stop HTTP, let queued windows finish, publish "offline", disconnect, close handles.
  */
@@ -21,7 +21,7 @@
 #include "babymamba/model.h"
 #include "events.h"
 
-/* Longest time a stop waits for queued windows before it disconnects anyway. */
+/* Maximum time a stop waits for queued windows before it disconnects anyway. */
 #define DRAIN_TIMEOUT_MS 5000
 
 /* Time the MQTT disconnect may take to deliver the "offline" status. */
@@ -95,9 +95,12 @@ static void reject(daemon_state *state, device *d, const char *device_id,
     uint32_t suppressed = 0;
     if (!log_limit_allow(limit, now_ms(state), &suppressed))
         return;
-    LOG_WARN("ingest", "device %s: message rejected (%s): %s%s", device_id,
-             ingest_reason_name(failure->reason), failure->message,
-             suppressed > 0 ? " (similar messages were suppressed)" : "");
+    if (suppressed > 0)
+        LOG_WARN("ingest", "device %s: message rejected (%s): %s (%u similar lines suppressed)",
+                 device_id, ingest_reason_name(failure->reason), failure->message, suppressed);
+    else
+        LOG_WARN("ingest", "device %s: message rejected (%s): %s", device_id,
+                 ingest_reason_name(failure->reason), failure->message);
 }
 
 static int fail_with(ingest_failure *failure, ingest_reason reason, const char *format, ...)
@@ -365,7 +368,7 @@ static void on_housekeeping(uv_timer_t *timer)
                      state->config.devices_idle_expiry_s);
 
             /* An empty retained message clears the broker's copy of the last activity, so a
-             * new subscriber is not told a stale state of a device that is gone. */
+             * new subscriber does not receive a stale state of a device that is gone. */
             char topic[256];
             if (mqtt_enabled(state) && d->has_activity &&
                 events_topic(state->config.mqtt_topic_prefix, d->id, topic, sizeof topic) == 0)

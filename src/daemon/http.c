@@ -1,9 +1,9 @@
 /*
  * The libmicrohttpd adapter, driven by the libuv loop (see http.h).
  *
- * libmicrohttpd rules kept here: the access handler is called once with no body to set up a
- * request, then once per body chunk (which must be consumed by setting *upload_data_size to 0),
- * then once more with no body, when the response is queued. Responses use
+ * libmicrohttpd calls the access handler once with no body to set up a request, then once per
+ * body chunk, which the handler consumes by setting *upload_data_size to 0. A last call with no
+ * body queues the response. Responses use
  * MHD_RESPMEM_MUST_FREE, so libmicrohttpd frees the body that the handler malloc'd.
  */
 #include "http.h"
@@ -320,9 +320,8 @@ void http_destroy(http_server *server)
     if (server == NULL)
         return;
 
-    /* The poll stops before libmicrohttpd closes its epoll descriptor, which libuv must not
-     * see closed while it watches it; the daemon stops before the handles close so that no
-     * handler runs afterwards. */
+    /* The poll stops first because libuv must not watch a descriptor that libmicrohttpd
+     * closes. The daemon stops before the handles close, so no handler runs afterwards. */
     if (server->open_handles == 2)
         uv_poll_stop(&server->poll);
     if (server->daemon != NULL) {

@@ -3,9 +3,9 @@
  *
  * Producers (Paho's threads) push heap-allocated items and the inbox wakes the loop with
  * uv_async_send. libuv coalesces wake-ups, so the loop callback drains every queued item each
- * time it runs. Data items beyond the capacity are rejected and counted; control items (such
+ * time it runs. Data items beyond the capacity are rejected and counted. Control items (such
  * as "connected") bypass the bound, because losing one would leave the loop's view of the
- * world wrong.
+ * connection wrong.
  */
 #ifndef BABYMAMBAD_INBOX_H
 #define BABYMAMBAD_INBOX_H

@@ -11,8 +11,8 @@
 
 #include <jansson.h>
 
-/* The most samples one message may carry; larger batches are split by the sender. It bounds the
- * decoder's buffers independently of the payload size limits. */
+/* Maximum samples in one message, so senders split larger batches. It bounds the decoder's
+ * buffers independently of the payload size limits. */
 #define INGEST_MAX_SAMPLES 65536
 
 /* The highest sample rate a sender may declare. */
@@ -224,7 +224,7 @@ static int read_units(json_t *root, const ingest_expect *expect, double *acc_sca
 }
 
 /* Converts seconds to nanoseconds through the whole and fractional parts, so that a time such
- * as 1700000000.25, exact in a double, gives exactly 1700000000250000000; a single multiply by
+ * as 1700000000.25, exact in a double, gives exactly 1700000000250000000. A single multiply by
  * 1e9 would round it to the 256 ns spacing of doubles near 1.7e18. */
 static int64_t seconds_to_ns(double seconds)
 {

@@ -14,7 +14,7 @@
 static atomic_int current_level = LOG_LEVEL_INFO;
 
 /* When stderr is connected to journald, the journal timestamps each line itself and reads the
- * level from a "<N>" syslog prefix; elsewhere a timestamp helps a person reading a terminal. */
+ * level from a "<N>" syslog prefix. Elsewhere a timestamp helps a person reading a terminal. */
 static int journal_prefix;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};

@@ -49,8 +49,8 @@ int log_enabled(log_level level);
 /*
  * A token bucket that limits how often one kind of line is logged, for errors that a sender can
  * repeat at line rate. Callers keep one per kind (per reason, per device) and call
- * log_limit_allow with the loop's clock; suppressed lines are counted and reported with the
- * next line that passes. Not thread-safe: use it on the loop thread.
+ * log_limit_allow with the loop's clock. Suppressed lines are counted, so the next line that
+ * passes can report their number. Not thread-safe: use it on the loop thread.
  */
 typedef struct log_limit {
     uint64_t window_start_ms;

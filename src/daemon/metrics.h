@@ -1,7 +1,7 @@
 /*
  * The daemon's counters and their rendering in the Prometheus text exposition format 0.0.4.
  *
- * Counters are plain fields updated by the loop thread; gauges that other modules own (queue
+ * Counters are plain fields updated by the loop thread. Gauges that other modules own (queue
  * depths, device count, broker state) are passed in at render time. Names follow the Prometheus
  * rules: a babymambad_ prefix, base units (seconds, bytes), _total on counters, and one HELP
  * and TYPE line per family.

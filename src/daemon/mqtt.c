@@ -1,11 +1,11 @@
 /*
  * The Paho MQTTAsync adapter (see mqtt.h).
  *
- * Ownership rules of Paho that this file keeps: the message and topic passed to the arrival
- * callback belong to the callback, which frees them with MQTTAsync_freeMessage and
- * MQTTAsync_free; strings in options are only read during the call that takes them, except the
- * URI and client id, which Paho copies at creation. Paho's callbacks run on Paho's threads, so
- * they touch nothing but the inbox and values fixed at creation.
+ * Paho's ownership rule kept here: the message and topic passed to the arrival callback belong
+ * to the callback, which frees them with MQTTAsync_freeMessage and MQTTAsync_free. The strings
+ * passed in options (filter, status topic) are the client's own copies, which live as long as
+ * the Paho client. Paho's callbacks run on Paho's threads, so they touch nothing but the inbox
+ * and values fixed at creation.
  */
 #include "mqtt.h"
 
@@ -89,7 +89,7 @@ static int on_message_arrived(void *context, char *topic, int topic_length,
     size_t length = topic_length > 0 ? (size_t)topic_length : strlen(topic);
     size_t size = message->payloadlen > 0 ? (size_t)message->payloadlen : 0;
 
-    /* An oversize payload is not copied; the loop still learns the device and the size, so
+    /* An oversize payload is not copied. The loop still receives the topic and the size, so
      * the rejection is counted and logged with the device id. */
     int oversize = size > client->max_payload;
     inbox_item *item = inbox_item_create(ITEM_MESSAGE, topic, length,
@@ -100,8 +100,8 @@ static int on_message_arrived(void *context, char *topic, int topic_length,
     MQTTAsync_freeMessage(&message);
     MQTTAsync_free(topic);
 
-    /* When the inbox is full the message is dropped and counted by the inbox; returning 0
-     * instead would make Paho redeliver it in a busy loop. */
+    /* When the inbox is full, the inbox drops and counts the message. Returning 0 instead
+     * would make Paho redeliver it in a busy loop. */
     if (item != NULL && inbox_push(client->box, item, 0) != 0)
         inbox_item_free(item);
     return 1;

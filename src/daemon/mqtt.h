@@ -29,8 +29,8 @@ typedef struct mqtt_options {
     int queue_capacity; /* incoming messages waiting for the loop */
     size_t max_payload; /* larger messages are reported without their payload */
     /* TODO: username, password and TLS (MQTTAsync_SSLOptions) belong here, read from
-     * mqtt.* keys and a credentials file; the connect options are built in one place
-     * (start_connect) for that reason. */
+     * mqtt.* keys and a credentials file. start_connect builds all connect options, so they
+     * plug in there. */
 } mqtt_options;
 
 typedef struct mqtt_callbacks {

@@ -1,7 +1,7 @@
 /*
  * Inference scheduling on libuv's thread pool (see runner.h).
  *
- * Contexts and slots are separate pools: a slot holds one window from the moment the loop copies
+ * Contexts and slots are separate pools: a slot contains one window from the moment the loop copies
  * it until its result is reported, and a context is lent to a slot only while its forward pass
  * runs. Slots waiting for a context form a FIFO, so windows of one device are classified in the
  * order they completed.

@@ -3,9 +3,9 @@
  *
  * A runner serves one loaded model with a fixed set of inference contexts (one per worker) and a
  * fixed pool of job slots, all allocated at creation, so that classifying a window allocates
- * nothing. The loop thread takes a free slot, fills its window and submits it; the forward pass
- * runs on libuv's thread pool with a context no other job is using; the result comes back to the
- * loop thread through the done callback. Windows that find no free slot are the caller's to
+ * nothing. The loop thread takes a free slot, fills its window and submits it. The forward pass
+ * runs on libuv's thread pool with a context no other job is using, and the result comes back
+ * to the loop thread through the done callback. Windows that find no free slot are the caller's to
  * count as dropped. Every function here is called on the loop thread.
  */
 #ifndef BABYMAMBAD_RUNNER_H

@@ -15,7 +15,7 @@
 #include "error_internal.h"
 
 /* Averaging starts when the mean input interval falls below this fraction of the output period
- * and stops above the second fraction; the gap between them keeps a stream with a jittery rate
+ * and stops above the second fraction. The gap between them keeps a stream with a jittery rate
  * near the model's from switching modes on every sample. */
 #define AVERAGE_ON_FRACTION  0.9
 #define AVERAGE_OFF_FRACTION 0.95

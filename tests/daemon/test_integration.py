@@ -1,8 +1,8 @@
 """Black-box tests of babymambad against a real mosquitto broker.
 
 Each test class starts its own mosquitto on a free loopback port and the real daemon built by
-meson, then talks to both the way senders and operators do: MQTT publishes and subscriptions,
-HTTP requests to the REST API and /metrics. The oracle for classification is a golden model from
+meson. The tests then talk to both as senders and operators do, with MQTT publishes and
+subscriptions, HTTP requests to the REST API and /metrics. The oracle for classification is a golden model from
 tests/golden/: its .io.safetensors file holds input windows and the logits PyTorch computed for
 them, and streaming a window sample by sample through the daemon must give the same class and
 probabilities.
@@ -573,8 +573,8 @@ class LifecycleTest(unittest.TestCase):
             daemon.stop()
 
     def test_systemd_notifications(self):
-        # A datagram socket stands in for systemd's notify socket; WATCHDOG_USEC asks for
-        # keep-alives every 0.2 s (half the 0.4 s interval).
+        # A datagram socket replaces systemd's notify socket. WATCHDOG_USEC requests
+        # keep-alives every 0.2 s, half the 0.4 s interval.
         path = os.path.join(self.workdir, "notify.sock")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(path)
