@@ -645,6 +645,67 @@ class LifecycleTest(unittest.TestCase):
         finally:
             daemon.stop()
 
+    def test_imu_units_are_converted(self):
+        # A copy of the golden model whose metadata names the HAPT preprocessing, so that the
+        # daemon takes raw acc and gyro samples and runs bm_stream's gravity filter on them.
+        model = os.path.join(self.workdir, "hapt.safetensors")
+        with open(MODEL, "rb") as f:
+            data = f.read()
+        (size,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8:8 + size])
+        metadata = json.loads(header["__metadata__"]["babymamba"])
+        metadata["input"]["preprocessing"] = "hapt-causal-v1"
+        header["__metadata__"]["babymamba"] = json.dumps(metadata)
+        encoded = json.dumps(header).encode()
+        encoded += b" " * (-len(encoded) % 8)
+        with open(model, "wb") as f:
+            f.write(struct.pack("<Q", len(encoded)) + encoded + data[8 + size:])
+
+        daemon = Daemon(self.workdir, self.broker, settings={"model": model})
+        try:
+            i = np.arange(128)[:, None]
+            acc_g = np.hstack([0.1 * np.sin(i * 0.2), 0.05 * np.cos(i * 0.3), 1.0 + 0.02 * np.sin(i * 0.1)])
+            gyro_rad = np.hstack([0.3 * np.sin(i * 0.25), 0.1 * np.cos(i * 0.15), 0.2 * np.sin(i * 0.05)])
+            plain = {"t0_ns": T0_NS, "rate_hz": 50, "acc": acc_g.tolist(), "gyro": gyro_rad.tolist()}
+            converted = {"t0_ns": T0_NS, "rate_hz": 50, "units": {"acc": "m/s2", "gyro": "deg/s"},
+                         "acc": (acc_g * 9.80665).tolist(), "gyro": np.degrees(gyro_rad).tolist()}
+            for device, message in (("imu-g", plain), ("imu-si", converted)):
+                status, reply = http("POST", f"{daemon.url}/api/v1/devices/{device}/samples", json.dumps(message).encode())
+                self.assertEqual(status, 202, reply)
+
+            def classified(device):
+                status, body = http("GET", f"{daemon.url}/api/v1/devices/{device}")
+                return body if body["activity"] is not None else None
+
+            a = wait_until(lambda: classified("imu-g"), what="imu-g classified")
+            b = wait_until(lambda: classified("imu-si"), what="imu-si classified")
+            self.assertEqual(a["activity"], b["activity"])
+            for k in range(6):
+                self.assertAlmostEqual(a["probabilities"][f"class{k}"], b["probabilities"][f"class{k}"], delta=1e-4)
+
+            status, reply = http("POST", f"{daemon.url}/api/v1/devices/imu-x/samples", channels_message([[0] * 9], 0))
+            self.assertEqual((status, reply["error"]), (400, "wrong_channels"))
+        finally:
+            daemon.stop()
+
+    def test_idle_device_expires(self):
+        daemon = Daemon(self.workdir, self.broker, settings={"devices": {"idle_expiry_s": 1}})
+        events = Subscriber(self.broker, "babymamba/+/activity")
+        try:
+            rows = np.sin(np.arange(128 * 9).reshape(128, 9) * 0.03).tolist()
+            http("POST", f"{daemon.url}/api/v1/devices/idle1/samples", channels_message(rows, 0))
+            events.find(lambda t, p, r: t == "babymamba/idle1/activity" and p, what="first event")
+            wait_until(lambda: http("GET", f"{daemon.url}/api/v1/devices/idle1")[0] == 404, timeout=5,
+                       what="device expiry")
+            values, _ = daemon.metrics()
+            self.assertEqual(values["babymambad_devices_expired_total"], 1)
+            self.assertEqual(values["babymambad_devices_active"], 0)
+            # The retained activity is cleared with an empty retained message.
+            events.find(lambda t, p, r: t == "babymamba/idle1/activity" and p == b"", what="cleared activity")
+        finally:
+            events.close()
+            daemon.stop()
+
     def test_check_config_names_bad_keys(self):
         path = os.path.join(self.workdir, "bad.json")
         with open(path, "w") as f:
