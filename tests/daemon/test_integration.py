@@ -186,10 +186,13 @@ class Daemon:
         return parse_metrics(text)
 
     def stop(self, sig=signal.SIGTERM):
+        """Stop the daemon; a clean stop must exit 0, which also catches sanitizer reports."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
             self.process.wait(timeout=15)
         self.log.close()
+        if sig == signal.SIGTERM and self.process.returncode != 0:
+            raise AssertionError(f"babymambad exited with {self.process.returncode}:\n{self.log_text()[-4000:]}")
         return self.process.returncode
 
 
