@@ -25,6 +25,7 @@ enum item_kind {
     ITEM_CONNECT_FAILED,
     ITEM_SUBSCRIBE_FAILED,
     ITEM_PUBLISH_FAILED,
+    ITEM_OFFLINE_DONE,
     ITEM_DISCONNECTED
 };
 
@@ -59,6 +60,7 @@ struct mqtt_client {
 
 static void start_connect(mqtt_client *client);
 static void on_retry_timer(uv_timer_t *timer);
+static void disconnect(mqtt_client *client, int timeout_ms);
 
 /* Posts a control item; these bypass the inbox's bound. */
 static void post(mqtt_client *client, int kind, int code, const char *text)
@@ -194,6 +196,28 @@ static void on_publish_failure5(void *context, MQTTAsync_failureData5 *response)
          "delivery failed");
 }
 
+static void on_offline_sent(void *context, MQTTAsync_successData *response)
+{
+    (void)response;
+    post(context, ITEM_OFFLINE_DONE, 0, NULL);
+}
+
+static void on_offline_failed(void *context, MQTTAsync_failureData *response)
+{
+    post(context, ITEM_OFFLINE_DONE, response != NULL ? response->code : -1, NULL);
+}
+
+static void on_offline_sent5(void *context, MQTTAsync_successData5 *response)
+{
+    (void)response;
+    post(context, ITEM_OFFLINE_DONE, 0, NULL);
+}
+
+static void on_offline_failed5(void *context, MQTTAsync_failureData5 *response)
+{
+    post(context, ITEM_OFFLINE_DONE, response != NULL ? (int)response->reasonCode : -1, NULL);
+}
+
 static void on_disconnect_success(void *context, MQTTAsync_successData *response)
 {
     (void)response;
@@ -282,6 +306,14 @@ static void on_item(void *user, inbox_item *item)
         client->callbacks.publish_failed(client->callbacks.user,
                                          item->topic != NULL ? item->topic : "",
                                          "the client could not deliver it");
+        break;
+    case ITEM_OFFLINE_DONE:
+        if (item->code != 0)
+            LOG_WARN("mqtt",
+                     "publishing \"offline\" to %s failed (code %d); the broker keeps "
+                     "the previous status until the connection closes",
+                     client->status_topic, item->code);
+        disconnect(client, 0);
         break;
     case ITEM_DISCONNECTED:
         client->connected = 0;
@@ -442,17 +474,9 @@ int mqtt_publish(mqtt_client *client, const char *topic, const void *payload, si
     return 0;
 }
 
-void mqtt_stop(mqtt_client *client, int timeout_ms)
+/* Sends the DISCONNECT. Paho's timeout is how long it may wait for messages in flight. */
+static void disconnect(mqtt_client *client, int timeout_ms)
 {
-    if (client->stopping)
-        return;
-
-    /* The "offline" status is published explicitly because a clean disconnect does not fire
-     * the last will. */
-    mqtt_publish(client, client->status_topic, "offline", 7, 1, 1);
-    client->stopping = 1;
-    uv_timer_stop(&client->retry_timer);
-
     MQTTAsync_disconnectOptions options = MQTTAsync_disconnectOptions_initializer;
     if (client->protocol == 5) {
         MQTTAsync_disconnectOptions options5 = MQTTAsync_disconnectOptions_initializer5;
@@ -466,9 +490,40 @@ void mqtt_stop(mqtt_client *client, int timeout_ms)
     options.timeout = timeout_ms;
     options.context = client;
 
-    uv_timer_start(&client->stop_timer, on_stop_timer, (uint64_t)timeout_ms + 500, 0);
     if (MQTTAsync_disconnect(client->handle, &options) != MQTTASYNC_SUCCESS)
         finish_stop(client);
+}
+
+void mqtt_stop(mqtt_client *client, int timeout_ms)
+{
+    if (client->stopping)
+        return;
+    client->stopping = 1;
+    uv_timer_stop(&client->retry_timer);
+    uv_timer_start(&client->stop_timer, on_stop_timer, (uint64_t)timeout_ms + 500, 0);
+
+    /* The "offline" status is published explicitly because a clean disconnect does not fire
+     * the last will. The DISCONNECT follows once the broker acknowledged it, because Paho
+     * 1.3.11 waits out its whole disconnect timeout even when nothing is in flight. */
+    MQTTAsync_message offline = MQTTAsync_message_initializer;
+    offline.payload = "offline";
+    offline.payloadlen = 7;
+    offline.qos = 1;
+    offline.retained = 1;
+
+    MQTTAsync_responseOptions options = MQTTAsync_responseOptions_initializer;
+    options.context = client;
+    if (client->protocol == 5) {
+        options.onSuccess5 = on_offline_sent5;
+        options.onFailure5 = on_offline_failed5;
+    } else {
+        options.onSuccess = on_offline_sent;
+        options.onFailure = on_offline_failed;
+    }
+
+    if (!client->connected || MQTTAsync_sendMessage(client->handle, client->status_topic, &offline,
+                                                    &options) != MQTTASYNC_SUCCESS)
+        disconnect(client, timeout_ms);
 }
 
 static void on_handle_closed(uv_handle_t *handle)
@@ -483,7 +538,8 @@ void mqtt_destroy(mqtt_client *client)
     if (client == NULL)
         return;
 
-    /* Destroying the Paho client joins its threads, so no callback runs after this line. */
+    /* NOTE: the inbox closes after MQTTAsync_destroy on the assumption that Paho starts no
+     * callback of a destroyed client; a late one would push into a closed inbox. */
     if (client->handle != NULL)
         MQTTAsync_destroy(&client->handle);
     inbox_destroy(client->box);
