@@ -79,13 +79,14 @@ bm_status bm_ctx_run(bm_ctx *ctx, const float *window, float *logits, float *pro
 
     bm__forward(ctx->model, &ctx->ws, window, logits);
 
-    /* Finite inputs give finite logits for any sane model; a model with huge weights could
-     * still overflow, and a caller must not act on such a result. */
+    /* Inputs of the magnitude of real normalised sensor data give finite logits; inputs near
+     * float32's limit (about 1e38) or extreme weights can overflow inside the network, and a
+     * caller must not act on such a result. */
     for (int k = 0; k < info->n_classes; k++) {
         if (!isfinite(logits[k])) {
             return bm__fail(error, BM_ERR_NON_FINITE,
-                            "logit %d of the forward pass is not finite; the model's weights "
-                            "overflow float32 on this input",
+                            "logit %d of the forward pass is not finite: the input or the "
+                            "weights overflow float32 inside the network",
                             k);
         }
     }

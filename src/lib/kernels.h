@@ -33,7 +33,8 @@ float bm__softplus(float x);
  * x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two parts so n ln2 is exact), then a
  * degree-6 Taylor polynomial for e^r, whose relative error is below 2e-7 on that interval,
  * scaled by 2^n built in the exponent bits. Inputs below -87.3 give 0 and above 88 are
- * clamped, so the result is always finite; the scan only passes x = delta * A <= 0. */
+ * clamped, so the result is always finite; the scan only passes x = delta * A <= 0, or NaN when
+ * an earlier step overflowed. */
 static inline float bm__exp_inline(float x)
 {
     const float log2e = 1.44269504088896341f;
@@ -41,7 +42,9 @@ static inline float bm__exp_inline(float x)
     const float ln2_low = 1.42860682030941723e-06f;
     const float round_magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
 
-    float clamped = x > 88.0f ? 88.0f : (x < -87.3f ? -87.3f : x);
+    /* NaN takes the lower bound, so the integer conversion below is always defined; the scan
+     * still reports the NaN through its other terms and the final logit check. */
+    float clamped = x > 88.0f ? 88.0f : (x >= -87.3f ? x : -87.3f);
     float n = (clamped * log2e + round_magic) - round_magic;
     float r = clamped - n * ln2_high - n * ln2_low;
     float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6.0f + r * (1.0f / 24.0f +

@@ -7,6 +7,7 @@
  */
 #include "model_internal.h"
 
+#include <float.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "babymamba/stream.h"
 #include "error_internal.h"
 #include "sha256.h"
 
@@ -106,7 +108,8 @@ static bm_status parse_architecture(json_t *arch, bm_model_info *info, bm_error 
 {
     const char *path = "architecture";
     if (!json_is_object(arch)) {
-        return bm__fail(error, BM_ERR_METADATA, "metadata 'architecture' is missing");
+        return bm__fail(error, BM_ERR_METADATA,
+                        "metadata 'architecture' is missing or not a JSON object");
     }
 
     int family, pooling, scan;
@@ -145,9 +148,13 @@ static bm_status parse_architecture(json_t *arch, bm_model_info *info, bm_error 
     info->bidirectional = json_is_true(bidirectional);
 
     json_t *eps = json_object_get(arch, "norm_eps");
-    if (!json_is_number(eps) || !(json_number_value(eps) > 0) || json_number_value(eps) > 1) {
+    /* The bound is checked after the conversion to float, where the engine uses it: a value
+     * such as 1e-50 is positive as a double but 0 as a float. */
+    if (!json_is_number(eps) || !((float)json_number_value(eps) >= FLT_MIN) ||
+        json_number_value(eps) > 1) {
         return bm__fail(error, BM_ERR_METADATA,
-                        "metadata 'architecture.norm_eps': expected a number in (0, 1]");
+                        "metadata 'architecture.norm_eps': expected a number in [%g, 1]",
+                        (double)FLT_MIN);
     }
     info->norm_eps = (float)json_number_value(eps);
 
@@ -217,12 +224,16 @@ static bm_status parse_float_array(json_t *array, const char *path, int n, float
     }
     for (int i = 0; i < n; i++) {
         json_t *value = json_array_get(array, (size_t)i);
-        double number = json_number_value(value);
-        if (!json_is_number(value) || !isfinite(number) || (positive && !(number > 0))) {
-            return bm__fail(error, BM_ERR_METADATA, "metadata '%s[%d]': expected a %snumber", path,
-                            i, positive ? "positive " : "finite ");
+
+        /* The checks apply to the float the engine divides by: 1e-50 or 1e39 are fine doubles
+         * but 0 and infinity as floats. */
+        float number = (float)json_number_value(value);
+        if (!json_is_number(value) || !isfinite(number) || (positive && !(number >= FLT_MIN))) {
+            return bm__fail(error, BM_ERR_METADATA,
+                            "metadata '%s[%d]': expected a %s number within float32 range", path,
+                            i, positive ? "positive" : "finite");
         }
-        out[i] = (float)number;
+        out[i] = number;
     }
     return BM_OK;
 }
@@ -271,7 +282,7 @@ static bm_status parse_input(bm_model *model, json_t *input, bm_error *error)
 {
     const char *path = "input";
     if (!json_is_object(input)) {
-        return bm__fail(error, BM_ERR_METADATA, "metadata 'input' is missing");
+        return bm__fail(error, BM_ERR_METADATA, "metadata 'input' is missing or not a JSON object");
     }
 
     bm_status status = parse_channels(model, json_object_get(input, "channels"), error);
@@ -299,6 +310,21 @@ static bm_status parse_input(bm_model *model, json_t *input, bm_error *error)
         return status;
     }
     model->preprocessing = copy_string(preprocessing);
+
+    /* The daemon must run exactly the preprocessing a model was trained with, so a name this
+     * library does not implement is rejected here rather than at the first sample. */
+    int produced = bm_preprocessing_channel_count(preprocessing);
+    if (strcmp(preprocessing, BM_PREPROCESSING_NONE) != 0 && produced == 0) {
+        return bm__fail(error, BM_ERR_METADATA,
+                        "metadata 'input.preprocessing': '%s' is not '%s' or '%s'", preprocessing,
+                        BM_PREPROCESSING_NONE, BM_PREPROCESSING_HAPT);
+    }
+    if (produced != 0 && produced != info->n_channels) {
+        return bm__fail(error, BM_ERR_METADATA,
+                        "metadata 'input.channels': preprocessing '%s' produces %d channels, the "
+                        "model lists %d",
+                        preprocessing, produced, info->n_channels);
+    }
 
     int n = info->n_channels;
     model->norm_mean = malloc((size_t)n * sizeof *model->norm_mean);
@@ -467,7 +493,17 @@ static bm_status bind(const bm_model *model, const char *name, int n_dims, const
                         expected, found);
     }
 
-    *out = tensor->data;
+    /* A NaN or infinite weight would make every window fail with a message blaming the
+     * input, so it is reported here, with the tensor's name. */
+    const float *values = tensor->data;
+    for (uint64_t i = 0; i < tensor->n_elements; i++) {
+        if (!isfinite(values[i])) {
+            return bm__fail(error, BM_ERR_RANGE, "tensor '%s': element %" PRIu64 " is %s", name,
+                            i, isnan(values[i]) ? "NaN" : "infinite");
+        }
+    }
+
+    *out = values;
     *index = (int)(tensor - bm_st_tensor_at(model->file, 0));
     return BM_OK;
 }
@@ -588,6 +624,12 @@ static bm_status bind_layer(binder *b, int index, bm__layer *layer)
     }
     for (int64_t i = 0; i < di * n; i++) {
         layer->A[i] = -expf(a_log[i]);
+        if (!isfinite(layer->A[i])) {
+            return bm__fail(b->error, BM_ERR_RANGE,
+                            "tensor 'layers.%d.mixer.A_log': element %" PRId64
+                            " (%g) makes A = -exp(A_log) overflow float32",
+                            index, i, (double)a_log[i]);
+        }
     }
     return BM_OK;
 }

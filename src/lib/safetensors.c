@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "error_internal.h"
 
@@ -368,6 +369,13 @@ bm_status bm_st_open(const char *path, bm_st_file **out, bm_error *error)
     FILE *stream = fopen(path, "rb");
     if (stream == NULL) {
         return bm__fail(error, BM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    }
+
+    /* Devices, FIFOs and directories have no meaningful size; /dev/zero would read forever. */
+    struct stat info;
+    if (fstat(fileno(stream), &info) != 0 || !S_ISREG(info.st_mode)) {
+        fclose(stream);
+        return bm__fail(error, BM_ERR_IO, "cannot read '%s': not a regular file", path);
     }
 
     bm_status status = BM_OK;

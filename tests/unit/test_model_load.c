@@ -384,6 +384,81 @@ START_TEST(bad_metadata_rejected)
 }
 END_TEST
 
+/* Overwrites every element of one F32 tensor of the builder with value. */
+static void fill_tensor(builder *b, const char *name, float value)
+{
+    json_t *offsets = json_object_get(json_object_get(b->header, name), "data_offsets");
+    ck_assert_ptr_nonnull(offsets);
+    size_t begin = (size_t)json_integer_value(json_array_get(offsets, 0));
+    size_t end = (size_t)json_integer_value(json_array_get(offsets, 1));
+    for (size_t at = begin; at < end; at += sizeof value) {
+        memcpy(b->data + at, &value, sizeof value);
+    }
+}
+
+START_TEST(non_finite_weights_rejected)
+{
+    const char *names[] = {"layers.0.mixer.in_proj.weight", "pos_embed", "head.linear.bias"};
+    float values[] = {NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < 3; i++) {
+        builder b;
+        bm_st_file *original = builder_from_golden(&b, BASE_MODEL, NULL);
+        fill_tensor(&b, names[i], values[i]);
+        bm_error error;
+        ck_assert_int_eq(load_builder(&b, &error), BM_ERR_RANGE);
+        ck_assert_message_has(error, names[i]);
+        builder_free(&b);
+        bm_st_close(original);
+    }
+
+    /* A finite A_log whose exponential overflows float32. */
+    builder b;
+    bm_st_file *original = builder_from_golden(&b, BASE_MODEL, NULL);
+    fill_tensor(&b, "layers.0.mixer.A_log", 100.0f);
+    bm_error error;
+    ck_assert_int_eq(load_builder(&b, &error), BM_ERR_RANGE);
+    ck_assert_message_has(error, "layers.0.mixer.A_log");
+    builder_free(&b);
+    bm_st_close(original);
+}
+END_TEST
+
+START_TEST(float32_limits_of_metadata_rejected)
+{
+    bm_error error;
+
+    /* Positive or finite as doubles, but 0 or infinity as the floats the engine uses. */
+    ck_assert_int_eq(load_with_metadata("architecture", "norm_eps", json_real(1e-50), &error),
+                     BM_ERR_METADATA);
+    ck_assert_message_has(error, "architecture.norm_eps");
+
+    json_t *meta_std = json_pack("{s:[f], s:[f]}", "mean", 0.0, "std", 1e-50);
+    ck_assert_int_eq(load_with_metadata("input", "normalization", meta_std, &error),
+                     BM_ERR_METADATA);
+    ck_assert_message_has(error, "input.normalization.std[0]");
+
+    json_t *meta_mean = json_pack("{s:[f], s:[f]}", "mean", 1e39, "std", 1.0);
+    ck_assert_int_eq(load_with_metadata("input", "normalization", meta_mean, &error),
+                     BM_ERR_METADATA);
+    ck_assert_message_has(error, "input.normalization.mean[0]");
+}
+END_TEST
+
+START_TEST(unknown_preprocessing_rejected)
+{
+    bm_error error;
+    ck_assert_int_eq(load_with_metadata("input", "preprocessing", json_string("fancy-v9"), &error),
+                     BM_ERR_METADATA);
+    ck_assert_message_has(error, "fancy-v9");
+
+    /* hapt-causal-v1 produces 9 channels; the base model has 1. */
+    ck_assert_int_eq(
+        load_with_metadata("input", "preprocessing", json_string("hapt-causal-v1"), &error),
+        BM_ERR_METADATA);
+    ck_assert_message_has(error, "9 channels");
+}
+END_TEST
+
 START_TEST(not_a_model_rejected)
 {
     const unsigned char junk[] = "this is not a safetensors file at all";
@@ -483,6 +558,17 @@ START_TEST(non_finite_input_rejected)
         ck_assert(isfinite(logits[k]));
     }
 
+    /* Finite inputs near float32's limit overflow inside the network: a clear error, and no
+     * undefined behaviour on the way (the sanitizer build checks that). */
+    for (size_t i = 0; i < n; i++) {
+        window[i] = 2e38f;
+    }
+    bm_status status = bm_ctx_run(ctx, window, logits, NULL, &error);
+    if (status != BM_OK) {
+        ck_assert_int_eq(status, BM_ERR_NON_FINITE);
+        ck_assert_message_has(error, "overflow");
+    }
+
     free(window);
     bm_ctx_destroy(ctx);
     bm_model_destroy(model);
@@ -503,6 +589,9 @@ int main(void)
     tcase_add_test(tc, unexpected_tensor_rejected);
     tcase_add_test(tc, overlapping_tensors_rejected);
     tcase_add_test(tc, bad_metadata_rejected);
+    tcase_add_test(tc, non_finite_weights_rejected);
+    tcase_add_test(tc, float32_limits_of_metadata_rejected);
+    tcase_add_test(tc, unknown_preprocessing_rejected);
     tcase_add_test(tc, not_a_model_rejected);
     tcase_add_test(tc, corrupted_headers_never_crash);
     tcase_add_test(tc, non_finite_input_rejected);
