@@ -5,6 +5,8 @@
  * monotonic clock. The single-threaded run gives the latency a device sees; the run with N
  * threads gives the throughput of the machine.
  */
+#include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -112,6 +114,23 @@ static int compare_doubles(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Returns the median of n sorted values: the middle one, or the mean of the two middle ones. */
+static double median_of_sorted(const double *sorted, size_t n)
+{
+    if (n % 2 == 1) {
+        return sorted[n / 2];
+    }
+    return 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+}
+
+/* Returns the nearest-rank percentile of n sorted values: the smallest value with at least a
+ * fraction q of all values at or below it. */
+static double nearest_rank(const double *sorted, size_t n, double q)
+{
+    size_t rank = (size_t)ceil(q * (double)n);
+    return sorted[rank > 0 ? rank - 1 : 0];
+}
+
 /* Runs n_threads threads and summarises all their latencies. */
 static int run_bench(const bm_model *model, int n_threads, long windows, long warmup,
                      bench_result *result)
@@ -149,8 +168,8 @@ static int run_bench(const bm_model *model, int n_threads, long windows, long wa
         /* Warm-up windows are inside the wall time, so throughput counts them too. */
         size_t total = (size_t)n_threads * (size_t)windows;
         qsort(latencies, total, sizeof *latencies, compare_doubles);
-        result->median_us = latencies[total / 2];
-        result->p99_us = latencies[(size_t)((double)(total - 1) * 0.99)];
+        result->median_us = median_of_sorted(latencies, total);
+        result->p99_us = nearest_rank(latencies, total, 0.99);
         result->windows_per_second = (double)n_threads * (double)(windows + warmup) / elapsed;
     } else if (jobs == NULL || threads == NULL || latencies == NULL) {
         cli_error("bench", "out of memory");
@@ -213,11 +232,20 @@ int cmd_bench(int argc, char **argv)
     int ok = run_bench(model, 1, windows, warmup, &single) &&
              run_bench(model, (int)n_threads, windows, warmup, &parallel);
     if (ok && json) {
-        printf("{\"model\":\"%s\",\"windows\":%ld,\"single\":{\"median_us\":%.2f,\"p99_us\":%.2f,"
-               "\"windows_per_second\":%.1f},\"threads\":%ld,\"parallel\":{\"median_us\":%.2f,"
-               "\"p99_us\":%.2f,\"windows_per_second\":%.1f}}\n",
-               path, windows, single.median_us, single.p99_us, single.windows_per_second,
-               n_threads, parallel.median_us, parallel.p99_us, parallel.windows_per_second);
+        /* jansson escapes the path, which may contain any character. */
+        json_t *root = json_pack(
+            "{s:s, s:I, s:{s:f, s:f, s:f}, s:I, s:{s:f, s:f, s:f}}", "model", path, "windows",
+            (json_int_t)windows, "single", "median_us", single.median_us, "p99_us", single.p99_us,
+            "windows_per_second", single.windows_per_second, "threads", (json_int_t)n_threads,
+            "parallel", "median_us", parallel.median_us, "p99_us", parallel.p99_us,
+            "windows_per_second", parallel.windows_per_second);
+        char *text = root != NULL ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7)) : NULL;
+        if (text != NULL) {
+            puts(text);
+        }
+        ok = text != NULL;
+        free(text);
+        json_decref(root);
     } else if (ok) {
         printf("model       %s (%s, %llu parameters)\n", path,
                bm_family_name(bm_model_get_info(model)->family),

@@ -7,6 +7,8 @@
  * gyro_x gyro_y gyro_z, for a model whose preprocessing is hapt-causal-v1, runs through the
  * library's stream preprocessing first, exactly as babymambad does.
  */
+#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,20 +42,36 @@ typedef struct infer_options {
 static const char *const imu_columns[6] = {"acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y",
                                            "gyro_z"};
 
+/* Prints one window as a JSON object; jansson escapes class names, which come from the model
+ * file and may contain any character. */
+static void print_window_json(const bm_model *model, long index, size_t first_row,
+                              size_t last_row, const float *probabilities, int best)
+{
+    const bm_model_info *m = bm_model_get_info(model);
+    json_t *all = json_object();
+    for (int k = 0; k < m->n_classes; k++) {
+        json_object_set_new(all, bm_model_class_name(model, k),
+                            json_real(round((double)probabilities[k] * 1e6) / 1e6));
+    }
+    json_t *row = json_pack("{s:I, s:I, s:I, s:s, s:i, s:f, s:o}", "window", (json_int_t)index,
+                            "first_row", (json_int_t)first_row, "last_row", (json_int_t)last_row,
+                            "class", bm_model_class_name(model, best), "index", best,
+                            "confidence", round((double)probabilities[best] * 1e6) / 1e6,
+                            "probabilities", all);
+    char *text = row != NULL ? json_dumps(row, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7)) : NULL;
+    if (text != NULL) {
+        puts(text);
+    }
+    free(text);
+    json_decref(row);
+}
+
 static void print_window(const bm_model *model, long index, size_t first_row, size_t last_row,
                          const float *probabilities, int best, int jsonl)
 {
     const bm_model_info *m = bm_model_get_info(model);
     if (jsonl) {
-        printf("{\"window\":%ld,\"first_row\":%zu,\"last_row\":%zu,\"class\":\"%s\","
-               "\"index\":%d,\"confidence\":%.6f,\"probabilities\":{",
-               index, first_row, last_row, bm_model_class_name(model, best), best,
-               (double)probabilities[best]);
-        for (int k = 0; k < m->n_classes; k++) {
-            printf("%s\"%s\":%.6f", k ? "," : "", bm_model_class_name(model, k),
-                   (double)probabilities[k]);
-        }
-        printf("}}\n");
+        print_window_json(model, index, first_row, last_row, probabilities, best);
         return;
     }
 
@@ -78,17 +96,22 @@ static void print_header(const bm_model *model, int jsonl)
     printf("\n");
 }
 
-/* Maps the model's channels to table columns by name, or all columns in order when the table
- * has exactly n_channels columns and no matching names. Returns 0 when neither applies. */
+/* Maps the model's channels to table columns: by name when the table has a header, where every
+ * channel must be present, or in order when it has none and exactly n_channels columns. A header
+ * with a misspelt name is an error, because reading its columns by position would silently feed
+ * the wrong channel. Returns 0 when the table does not fit. */
 static int map_channels(const bm_model *model, const cli_table *table, int *columns)
 {
     const bm_model_info *m = bm_model_get_info(model);
-    int by_name = 1;
-    for (int c = 0; c < m->n_channels && by_name; c++) {
-        columns[c] = cli_table_column(table, bm_model_channel_name(model, c));
-        by_name = columns[c] >= 0;
-    }
-    if (by_name) {
+    if (table->names != NULL) {
+        for (int c = 0; c < m->n_channels; c++) {
+            columns[c] = cli_table_column(table, bm_model_channel_name(model, c));
+            if (columns[c] < 0) {
+                cli_error("infer", "the header has no column '%s', a channel of the model",
+                          bm_model_channel_name(model, c));
+                return 0;
+            }
+        }
         return 1;
     }
     if (table->n_columns != m->n_channels) {
@@ -165,6 +188,12 @@ static int classify(const infer_options *options, const bm_model *model, const c
             }
             ready = bm_stream_push_channels(stream, sample);
         }
+        if (ready < 0) {
+            cli_error("infer", "%s: data row %zu: a value is NaN or infinite; expected finite "
+                      "numbers",
+                      options->input_path, r + 1);
+            goto cleanup;
+        }
         if (!ready) {
             continue;
         }
@@ -212,7 +241,11 @@ static int parse_options(int argc, char **argv, infer_options *options)
             options->jsonl = 1;
         } else if (strcmp(arg, "--normalized") == 0) {
             options->normalized = 1;
-        } else if (strcmp(arg, "--hop") == 0 && i + 1 < argc) {
+        } else if (strcmp(arg, "--hop") == 0) {
+            if (i + 1 >= argc) {
+                cli_error("infer", "option '--hop' needs a value");
+                return 0;
+            }
             if (!cli_parse_int("infer", "--hop", argv[++i], 1, 1 << 20, &options->hop)) {
                 return 0;
             }
@@ -265,7 +298,7 @@ int cmd_infer(int argc, char **argv)
         status = classify(&options, model, &table, columns, 1);
     } else if (map_channels(model, &table, columns)) {
         status = classify(&options, model, &table, columns, 0);
-    } else {
+    } else if (table.names == NULL) {
         cli_error("infer",
                   "%s: %d columns do not match the model: expected its %d channels (by header "
                   "name or as exactly %d columns)%s",

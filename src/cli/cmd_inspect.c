@@ -46,7 +46,11 @@ static void print_table(const bm_model *model, size_t workspace_bytes)
            m->patch_kernel, m->patch_stride, m->patch_padding);
     printf("parameters     %" PRIu64 "\n", m->parameter_count);
     printf("MACs/window    %" PRIu64 "\n", m->macs_per_window);
-    printf("workspace      %zu bytes per inference context\n", workspace_bytes);
+    if (workspace_bytes > 0) {
+        printf("workspace      %zu bytes per inference context\n", workspace_bytes);
+    } else {
+        printf("workspace      unavailable: a context could not be allocated\n");
+    }
     printf("classes        %d:", m->n_classes);
     for (int k = 0; k < m->n_classes; k++) {
         printf(" %s", bm_model_class_name(model, k));

@@ -32,19 +32,51 @@ static int split_fields(char *line, char **fields, int max_fields)
     return count;
 }
 
+/* Parses a whole field as a number. Values too small for a double read as 0 (strtod reports
+ * underflow with ERANGE too); values too large are rejected. Returns 1 on success, 0 for text
+ * that is not a number and -1 for a number beyond the range of a double. */
 static int parse_number(const char *text, double *out)
 {
     char *end = NULL;
     errno = 0;
     double value = strtod(text, &end);
-    if (end == text || *end != '\0' || errno == ERANGE) {
+    if (end == text || *end != '\0') {
         return 0;
+    }
+    if (errno == ERANGE && isinf(value)) {
+        return -1;
     }
     *out = value;
     return 1;
 }
 
-enum { MAX_COLUMNS = 1024 };
+/* Limits that keep a malformed or endless input (such as /dev/zero) from exhausting memory. */
+enum { MAX_COLUMNS = 1024, MAX_LINE_BYTES = 1 << 20 };
+
+enum { LINE_END_OF_FILE = -1, LINE_TOO_LONG = -2, LINE_HAS_NUL = -3 };
+
+/* Reads one line without its newline into line (MAX_LINE_BYTES + 1 bytes) and returns its
+ * length, or one of the LINE_ codes. Unlike getline it stops at the limit, so an input without
+ * newlines cannot grow the buffer without bound, and unlike fgets it sees NUL bytes. */
+static int read_line(FILE *stream, char *line)
+{
+    int length = 0;
+    int c;
+    while ((c = getc(stream)) != EOF && c != '\n') {
+        if (c == '\0') {
+            return LINE_HAS_NUL;
+        }
+        if (length == MAX_LINE_BYTES) {
+            return LINE_TOO_LONG;
+        }
+        line[length++] = (char)c;
+    }
+    if (c == EOF && length == 0) {
+        return LINE_END_OF_FILE;
+    }
+    line[length] = '\0';
+    return length;
+}
 
 static int store_header(cli_table *table, char **fields, int count)
 {
@@ -87,16 +119,28 @@ int cli_table_read(const char *command, const char *path, cli_table *table)
         return 0;
     }
 
-    char *line = NULL;
-    size_t line_size = 0;
+    char *line = malloc(MAX_LINE_BYTES + 1);
     size_t capacity = 0;
     long line_number = 0;
     int ok = 1;
     static char *fields[MAX_COLUMNS];
     static double row[MAX_COLUMNS];
 
-    while (ok && getline(&line, &line_size, stream) >= 0) {
+    if (line == NULL) {
+        cli_error(command, "out of memory");
+        ok = 0;
+    }
+    int length;
+    while (ok && (length = read_line(stream, line)) != LINE_END_OF_FILE) {
         line_number++;
+        if (length == LINE_TOO_LONG || length == LINE_HAS_NUL) {
+            cli_error(command, "%s:%ld: %s", path, line_number,
+                      length == LINE_TOO_LONG ? "line longer than 1 MiB"
+                                              : "line contains a NUL byte; expected text");
+            ok = 0;
+            break;
+        }
+
         char *start = line + strspn(line, " \t");
         if (*start == '#' || *start == '\n' || *start == '\r' || *start == '\0') {
             continue;
@@ -113,8 +157,17 @@ int cli_table_read(const char *command, const char *path, cli_table *table)
         }
 
         int numeric = 1;
-        for (int i = 0; i < count && numeric; i++) {
+        for (int i = 0; i < count && numeric == 1; i++) {
             numeric = parse_number(fields[i], &row[i]);
+            if (numeric < 0) {
+                cli_error(command, "%s:%ld: value '%s' in column %d is beyond the range of a "
+                          "double",
+                          path, line_number, fields[i], i + 1);
+                ok = 0;
+            }
+        }
+        if (!ok) {
+            break;
         }
 
         if (!numeric && table->n_rows == 0 && table->names == NULL && table->n_columns == 0) {

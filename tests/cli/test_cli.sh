@@ -55,6 +55,63 @@ head -10 "$work/channels.csv" > "$work/short.csv"
 if ! "$cli" infer "$golden/cx_published.safetensors" "$work/short.csv" 2> "$work/err" && grep -q "no window" "$work/err"; then
   pass "infer rejects too few rows"; else fail "infer rejects too few rows: $(cat "$work/err")"; fi
 
+# infer: a NaN, an infinity or a value beyond a double's range is an error naming the row, and
+# no window is invented around it.
+for bad in nan inf 1e999; do
+  { head -200 "$work/channels.csv"; echo "1,2,$bad,4,5,6,7,8,9"; tail -n +201 "$work/channels.csv"; } > "$work/bad_$bad.csv"
+  if ! "$cli" infer "$golden/cx_published.safetensors" "$work/bad_$bad.csv" --jsonl > "$work/out" 2> "$work/err" &&
+     grep -Eq "(row |:)201" "$work/err" && $python -c "
+import json, sys
+assert all(json.loads(line)['last_row'] < 200 for line in open(sys.argv[1])), 'window past the bad row'
+" "$work/out"; then
+    pass "infer rejects $bad at its row"; else fail "infer rejects $bad at its row: $(cat "$work/err")"; fi
+done
+
+# infer: a header with a misspelt channel name is rejected, not read by position.
+{ echo "ch0,ch1,ch2,ch3,ch4,ch5,ch6,ch7,chX"; cat "$work/channels.csv"; } > "$work/misspelt.csv"
+if ! "$cli" infer "$golden/cx_published.safetensors" "$work/misspelt.csv" 2> "$work/err" && grep -q "'ch8'" "$work/err"; then
+  pass "infer rejects misspelt header"; else fail "infer rejects misspelt header: $(cat "$work/err")"; fi
+
+# infer: class names with quotes, backslashes and control characters stay valid JSON.
+$python - "$golden/cx_published.safetensors" "$work/odd_classes.safetensors" <<'PY'
+import json, struct, sys
+data = open(sys.argv[1], "rb").read()
+size = struct.unpack("<Q", data[:8])[0]
+header = json.loads(data[8:8 + size])
+meta = json.loads(header["__metadata__"]["babymamba"])
+meta["classes"] = ['a"b', "c\\d", "new\nline", "bell\u0007", "plain", "\u00e9t\u00e9"]
+header["__metadata__"]["babymamba"] = json.dumps(meta)
+text = json.dumps(header).encode()
+text += b" " * (-(8 + len(text)) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(text)) + text + data[8 + size:])
+PY
+if "$cli" infer "$work/odd_classes.safetensors" "$work/channels.csv" --jsonl | $python -c "
+import json, sys
+rows = [json.loads(line) for line in sys.stdin]
+assert len(rows) == 3 and 'a\"b' in rows[0]['probabilities'], rows
+"; then pass "infer escapes class names"; else fail "infer escapes class names"; fi
+cp "$golden/cx_c1_fwd_mean.safetensors" "$work/q\"uote.safetensors"
+if "$cli" bench "$work/q\"uote.safetensors" --windows 3 --warmup 0 --threads 1 --json | $python -c "import json, sys; json.load(sys.stdin)"; then
+  pass "bench escapes the model path"; else fail "bench escapes the model path"; fi
+
+# bench: with two windows the median lies between them and p99 is the larger.
+if "$cli" bench "$golden/cx_c1_fwd_mean.safetensors" --windows 2 --warmup 0 --threads 1 --json | $python -c "
+import json, sys
+r = json.load(sys.stdin)['single']
+assert r['median_us'] <= r['p99_us'], r
+"; then pass "bench percentiles ordered"; else fail "bench percentiles ordered"; fi
+
+# infer and inspect: endless or special files fail promptly instead of exhausting memory.
+if ! timeout 20 "$cli" infer "$golden/cx_published.safetensors" /dev/zero 2> "$work/err" && grep -q "NUL byte" "$work/err"; then
+  pass "infer rejects NUL-filled input"; else fail "infer rejects NUL-filled input: $(cat "$work/err")"; fi
+head -c 2000000 /dev/zero | tr '\0' '1' > "$work/long_line.csv"
+if ! "$cli" infer "$golden/cx_published.safetensors" "$work/long_line.csv" 2> "$work/err" && grep -q "longer than" "$work/err"; then
+  pass "infer rejects overlong line"; else fail "infer rejects overlong line: $(cat "$work/err")"; fi
+if ! "$cli" inspect /dev/zero 2> "$work/err" && grep -q "not a regular file" "$work/err"; then
+  pass "inspect rejects device file"; else fail "inspect rejects device file: $(cat "$work/err")"; fi
+if ! "$cli" infer "$golden/cx_published.safetensors" "$work/channels.csv" --hop 2> "$work/err" && grep -q "needs a value" "$work/err"; then
+  pass "infer option without value"; else fail "infer option without value: $(cat "$work/err")"; fi
+
 # bench: prints median, p99 and throughput for 1 and 2 threads.
 if "$cli" bench "$golden/cx_published.safetensors" --windows 50 --warmup 5 --threads 2 --json | $python -c "
 import json, sys
