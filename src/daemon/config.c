@@ -97,6 +97,8 @@ static const cfg_key cfg_table[] = {
      "windows waiting for a context before new ones are dropped"},
     {"events.heartbeat_s", CFG_DOUBLE, FIELD(events_heartbeat_s), 0, 86400, "60", 1, NULL,
      "republish an unchanged activity after this many seconds; 0 disables"},
+    {"events.every_window", CFG_BOOL, FIELD(events_every_window), 0, 0, "false", 1, NULL,
+     "publish an event for every classified window, not only on changes and heartbeats"},
     {"events.qos", CFG_INT, FIELD(events_qos), 0, 2, "1", 1, NULL, "QoS of activity events"},
     {"events.retain", CFG_BOOL, FIELD(events_retain), 0, 0, "true", 1, NULL,
      "publish activity events retained"},

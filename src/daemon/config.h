@@ -51,6 +51,7 @@ typedef struct cfg_config {
     int inference_queue_windows;
 
     double events_heartbeat_s;
+    int events_every_window;
     int events_qos;
     int events_retain;
     int events_smoothing; /* a cfg_smoothing value */

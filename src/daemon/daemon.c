@@ -301,7 +301,11 @@ static void on_result(void *user, const runner_result *result)
 
     events_record(d, result, state->config.events_smoothing,
                   state->config.events_smoothing_windows);
-    if (mqtt_enabled(state) && events_due(d, now_ms(state), state->config.events_heartbeat_s))
+    /* Every-window events serve consumers that score or log each decision, such as
+     * `babymamba replay --labels`; by default only changes and heartbeats are published. */
+    int due = state->config.events_every_window ||
+              events_due(d, now_ms(state), state->config.events_heartbeat_s);
+    if (mqtt_enabled(state) && due)
         publish_event(state, d);
 }
 

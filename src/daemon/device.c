@@ -259,7 +259,9 @@ static void on_resampled(void *user, int64_t t_ns, const float *values)
     else
         complete = bm_stream_push_channels(d->stream, values);
 
-    if (complete) {
+    /* The stream returns -1 only for a non-finite value, which ingest's range check rules out,
+     * so every accepted sample lands in the window. */
+    if (complete > 0) {
         int64_t span_ns = llround((double)(d->window_length - 1) * d->period_ns);
         context->on_window(context->user, d, t_ns - span_ns, t_ns);
     }

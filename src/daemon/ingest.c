@@ -168,9 +168,13 @@ static int read_rows(json_t *rows, const char *name, size_t count, size_t width,
                 return fail(failure, INGEST_REJECT_INVALID_FIELD,
                             "'%s[%zu][%zu]': expected a number", name, i, c);
             double value = json_number_value(item) * scale;
-            if (!isfinite(value) || fabs(value) > 3.4e38)
+            if (!isfinite(value))
                 return fail(failure, INGEST_REJECT_NON_FINITE,
-                            "'%s[%zu][%zu]': value %g is not a finite float32", name, i, c, value);
+                            "'%s[%zu][%zu]': value %g is not finite", name, i, c, value);
+            if (fabs(value) > INGEST_MAX_ABS_VALUE)
+                return fail(failure, INGEST_REJECT_OUT_OF_RANGE,
+                            "'%s[%zu][%zu]': value %g is outside +-%g", name, i, c, value,
+                            INGEST_MAX_ABS_VALUE);
             values[i * stride + offset + c] = (float)value;
         }
     }
@@ -511,6 +515,10 @@ static int decode_binary(ingest_decoder *decoder, const unsigned char *p, size_t
             if (!isfinite(value))
                 return fail(failure, INGEST_REJECT_NON_FINITE,
                             "binary frame %zu value %u is not finite", i, c);
+            if (fabs(value) > INGEST_MAX_ABS_VALUE)
+                return fail(failure, INGEST_REJECT_OUT_OF_RANGE,
+                            "binary frame %zu value %u (%g) is outside +-%g", i, c, value,
+                            INGEST_MAX_ABS_VALUE);
             decoder->values[i * width + c] = (float)value;
         }
     }

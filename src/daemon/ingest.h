@@ -24,6 +24,7 @@
     X(INGEST_REJECT_LENGTH_MISMATCH, "length_mismatch")                                            \
     X(INGEST_REJECT_INVALID_UNITS, "invalid_units")                                                \
     X(INGEST_REJECT_NON_FINITE, "non_finite")                                                      \
+    X(INGEST_REJECT_OUT_OF_RANGE, "out_of_range")                                                  \
     X(INGEST_REJECT_WRONG_CHANNELS, "wrong_channels")                                              \
     X(INGEST_REJECT_RATE_TOO_LOW, "rate_too_low")                                                  \
     X(INGEST_REJECT_TOO_MANY_DEVICES, "too_many_devices")                                          \
@@ -40,6 +41,11 @@ typedef enum ingest_reason {
 } ingest_reason;
 
 const char *ingest_reason_name(ingest_reason reason);
+
+/* Largest magnitude a sample value may have after unit conversion. No sensor reports a billion
+ * g or rad/s, and the bound keeps the resampler's and filters' arithmetic finite, so every
+ * sample that passes ingest reaches the window. */
+#define INGEST_MAX_ABS_VALUE 1e9
 
 /* What the served model takes: raw accelerometer and gyroscope (INGEST_KIND_IMU, 6 values a
  * sample: acc xyz in g, gyro xyz in rad/s) or the model's own channels (INGEST_KIND_CHANNELS). */
