@@ -42,6 +42,13 @@ typedef struct infer_options {
 static const char *const imu_columns[6] = {"acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y",
                                            "gyro_z"};
 
+/* Returns the width of class k's probability column: its name, and at least "0.0000". */
+static int probability_width(const bm_model *model, int k)
+{
+    int length = (int)strlen(bm_model_class_name(model, k));
+    return length > 6 ? length : 6;
+}
+
 /* Prints one window as a JSON object; jansson escapes class names, which come from the model
  * file and may contain any character. */
 static void print_window_json(const bm_model *model, long index, size_t first_row,
@@ -78,7 +85,7 @@ static void print_window(const bm_model *model, long index, size_t first_row, si
     printf("%6ld %8zu %8zu  %-20s %.4f ", index, first_row, last_row,
            bm_model_class_name(model, best), (double)probabilities[best]);
     for (int k = 0; k < m->n_classes; k++) {
-        printf(" %.4f", (double)probabilities[k]);
+        printf(" %*.4f", probability_width(model, k), (double)probabilities[k]);
     }
     printf("\n");
 }
@@ -91,7 +98,7 @@ static void print_header(const bm_model *model, int jsonl)
     const bm_model_info *m = bm_model_get_info(model);
     printf("%6s %8s %8s  %-20s %-6s ", "window", "first", "last", "class", "conf");
     for (int k = 0; k < m->n_classes; k++) {
-        printf(" %.6s", bm_model_class_name(model, k));
+        printf(" %*s", probability_width(model, k), bm_model_class_name(model, k));
     }
     printf("\n");
 }
