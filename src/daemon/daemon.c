@@ -103,19 +103,6 @@ static void reject(daemon_state *state, device *d, const char *device_id,
                  ingest_reason_name(failure->reason), failure->message);
 }
 
-static int fail_with(ingest_failure *failure, ingest_reason reason, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail_with(ingest_failure *failure, ingest_reason reason, const char *format, ...)
-{
-    failure->reason = reason;
-    va_list args;
-    va_start(args, format);
-    vsnprintf(failure->message, sizeof failure->message, format, args);
-    va_end(args);
-    return -1;
-}
-
 /* Device callback: a window is complete, so copy it into a job slot and queue it. */
 static void on_window(void *user, device *d, int64_t start_ns, int64_t end_ns)
 {
@@ -165,7 +152,7 @@ int daemon_ingest(daemon_state *state, metrics_transport transport, const char *
 
     device *d = NULL;
     if (!ingest_device_id_valid(device_id, strlen(device_id))) {
-        fail_with(failure, INGEST_REJECT_INVALID_DEVICE_ID,
+        ingest_fail(failure, INGEST_REJECT_INVALID_DEVICE_ID,
                   "device id \"%.80s\" is invalid; expected 1 to 64 characters of [A-Za-z0-9._-]",
                   device_id);
         goto rejected;
@@ -175,13 +162,13 @@ int daemon_ingest(daemon_state *state, metrics_transport transport, const char *
     size_t limit = transport == METRICS_MQTT ? (size_t)state->config.ingest_max_payload_bytes
                                              : (size_t)state->config.http_max_body_bytes;
     if (oversize > 0 || size > limit) {
-        fail_with(failure, INGEST_REJECT_PAYLOAD_TOO_LARGE,
+        ingest_fail(failure, INGEST_REJECT_PAYLOAD_TOO_LARGE,
                   "payload of %zu bytes is larger than the limit of %zu bytes",
                   oversize > 0 ? oversize : size, limit);
         goto rejected;
     }
     if (state->runner == NULL) {
-        fail_with(failure, INGEST_REJECT_NO_MODEL, "no model is loaded");
+        ingest_fail(failure, INGEST_REJECT_NO_MODEL, "no model is loaded");
         goto rejected;
     }
 
@@ -191,7 +178,7 @@ int daemon_ingest(daemon_state *state, metrics_transport transport, const char *
 
     if (d == NULL) {
         if (dev_count(state->devices) >= state->config.devices_max) {
-            fail_with(failure, INGEST_REJECT_TOO_MANY_DEVICES,
+            ingest_fail(failure, INGEST_REJECT_TOO_MANY_DEVICES,
                       "%d devices are tracked already, the limit of devices.max",
                       state->config.devices_max);
             goto rejected;
@@ -200,7 +187,7 @@ int daemon_ingest(daemon_state *state, metrics_transport transport, const char *
         d = dev_create(state->devices, device_id, &state->spec,
                        state->config.events_smoothing_windows, now_ms(state), why, sizeof why);
         if (d == NULL) {
-            fail_with(failure, INGEST_REJECT_INTERNAL, "creating the device state failed: %s", why);
+            ingest_fail(failure, INGEST_REJECT_INTERNAL, "creating the device state failed: %s", why);
             goto rejected;
         }
         LOG_INFO("device", "device %s: first message, tracking %d devices", device_id,
@@ -212,7 +199,7 @@ int daemon_ingest(daemon_state *state, metrics_transport transport, const char *
     double model_rate = state->spec.stream.sample_rate_hz;
     double rate = observed_rate_hz(d, &batch);
     if (rate > 0.0 && rate < state->config.stream_min_rate_fraction * model_rate) {
-        fail_with(failure, INGEST_REJECT_RATE_TOO_LOW,
+        ingest_fail(failure, INGEST_REJECT_RATE_TOO_LOW,
                   "input rate %.3g Hz is below %.3g Hz (stream.min_rate_fraction %.3g of the "
                   "model's %.3g Hz); the model cannot be served from this stream",
                   rate, state->config.stream_min_rate_fraction * model_rate,
@@ -319,7 +306,7 @@ static void on_mqtt_message(void *user, const char *topic, const void *payload, 
                                  sizeof device_id) != 0) {
         ingest_failure failure;
         state->counters.messages_received[METRICS_MQTT]++;
-        fail_with(&failure, INGEST_REJECT_INVALID_DEVICE_ID,
+        ingest_fail(&failure, INGEST_REJECT_INVALID_DEVICE_ID,
                   "topic \"%.120s\" has no valid device id at the '+' of %s; expected 1 to 64 "
                   "characters of [A-Za-z0-9._-]",
                   topic, state->config.mqtt_topic_filter);

@@ -55,10 +55,7 @@ void ingest_decoder_destroy(ingest_decoder *decoder)
     free(decoder);
 }
 
-static int fail(ingest_failure *failure, ingest_reason reason, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(ingest_failure *failure, ingest_reason reason, const char *format, ...)
+int ingest_fail(ingest_failure *failure, ingest_reason reason, const char *format, ...)
 {
     failure->reason = reason;
     va_list args;
@@ -74,7 +71,7 @@ static int reserve(ingest_decoder *decoder, size_t count, size_t width, ingest_f
     if (count > decoder->sample_capacity) {
         int64_t *t_ns = realloc(decoder->t_ns, count * sizeof *t_ns);
         if (t_ns == NULL)
-            return fail(failure, INGEST_REJECT_PAYLOAD_TOO_LARGE, "out of memory for %zu samples",
+            return ingest_fail(failure, INGEST_REJECT_PAYLOAD_TOO_LARGE, "out of memory for %zu samples",
                         count);
         decoder->t_ns = t_ns;
         decoder->sample_capacity = count;
@@ -82,7 +79,7 @@ static int reserve(ingest_decoder *decoder, size_t count, size_t width, ingest_f
     if (count * width > decoder->value_capacity) {
         float *values = realloc(decoder->values, count * width * sizeof *values);
         if (values == NULL)
-            return fail(failure, INGEST_REJECT_PAYLOAD_TOO_LARGE, "out of memory for %zu samples",
+            return ingest_fail(failure, INGEST_REJECT_PAYLOAD_TOO_LARGE, "out of memory for %zu samples",
                         count);
         decoder->values = values;
         decoder->value_capacity = count * width;
@@ -157,7 +154,7 @@ static int read_rows(json_t *rows, const char *name, size_t count, size_t width,
     for (size_t i = 0; i < count; i++) {
         json_t *row = json_array_get(rows, i);
         if (!json_is_array(row) || json_array_size(row) != width)
-            return fail(failure, INGEST_REJECT_WRONG_CHANNELS,
+            return ingest_fail(failure, INGEST_REJECT_WRONG_CHANNELS,
                         "'%s[%zu]': expected an array of %zu numbers, found %s of %zu", name, i,
                         width, json_is_array(row) ? "an array" : "a non-array",
                         json_is_array(row) ? json_array_size(row) : (size_t)0);
@@ -165,14 +162,14 @@ static int read_rows(json_t *rows, const char *name, size_t count, size_t width,
         for (size_t c = 0; c < width; c++) {
             json_t *item = json_array_get(row, c);
             if (!json_is_number(item))
-                return fail(failure, INGEST_REJECT_INVALID_FIELD,
+                return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
                             "'%s[%zu][%zu]': expected a number", name, i, c);
             double value = json_number_value(item) * scale;
             if (!isfinite(value))
-                return fail(failure, INGEST_REJECT_NON_FINITE,
+                return ingest_fail(failure, INGEST_REJECT_NON_FINITE,
                             "'%s[%zu][%zu]': value %g is not finite", name, i, c, value);
             if (fabs(value) > INGEST_MAX_ABS_VALUE)
-                return fail(failure, INGEST_REJECT_OUT_OF_RANGE,
+                return ingest_fail(failure, INGEST_REJECT_OUT_OF_RANGE,
                             "'%s[%zu][%zu]': value %g is outside +-%g", name, i, c, value,
                             INGEST_MAX_ABS_VALUE);
             values[i * stride + offset + c] = (float)value;
@@ -192,9 +189,9 @@ static int read_units(json_t *root, const ingest_expect *expect, double *acc_sca
     if (units == NULL)
         return 0;
     if (!json_is_object(units))
-        return fail(failure, INGEST_REJECT_INVALID_UNITS, "'units': expected an object");
+        return ingest_fail(failure, INGEST_REJECT_INVALID_UNITS, "'units': expected an object");
     if (expect->kind == INGEST_KIND_CHANNELS)
-        return fail(failure, INGEST_REJECT_INVALID_UNITS,
+        return ingest_fail(failure, INGEST_REJECT_INVALID_UNITS,
                     "'units': applies to acc and gyro only, and this model takes 'channels' "
                     "already in its own units");
 
@@ -212,15 +209,15 @@ static int read_units(json_t *root, const ingest_expect *expect, double *acc_sca
         } else if (strcmp(key, "gyro") == 0 && text != NULL && strcmp(text, "deg/s") == 0) {
             *gyro_scale = DEGREES_TO_RADIANS;
         } else if (strcmp(key, "acc") == 0) {
-            return fail(failure, INGEST_REJECT_INVALID_UNITS,
+            return ingest_fail(failure, INGEST_REJECT_INVALID_UNITS,
                         "'units.acc': invalid value \"%s\"; expected \"g\" or \"m/s2\"",
                         text != NULL ? text : "(not a string)");
         } else if (strcmp(key, "gyro") == 0) {
-            return fail(failure, INGEST_REJECT_INVALID_UNITS,
+            return ingest_fail(failure, INGEST_REJECT_INVALID_UNITS,
                         "'units.gyro': invalid value \"%s\"; expected \"rad/s\" or \"deg/s\"",
                         text != NULL ? text : "(not a string)");
         } else {
-            return fail(failure, INGEST_REJECT_INVALID_UNITS,
+            return ingest_fail(failure, INGEST_REJECT_INVALID_UNITS,
                         "'units.%s': unknown sensor; expected \"acc\" or \"gyro\"", key);
         }
     }
@@ -246,21 +243,21 @@ static int read_times(json_t *root, size_t count, int64_t *t_ns, ingest_failure 
 
     int given = (t0 != NULL) + (t0_ns != NULL) + (t != NULL) + (t_ns_array != NULL);
     if (given == 0)
-        return fail(failure, INGEST_REJECT_MISSING_FIELD,
+        return ingest_fail(failure, INGEST_REJECT_MISSING_FIELD,
                     "missing timestamps: expected one of 't0' or 't0_ns' with 'rate_hz', or "
                     "'t' or 't_ns' per sample");
     if (given > 1)
-        return fail(failure, INGEST_REJECT_INVALID_FIELD,
+        return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
                     "conflicting timestamps: expected exactly one of 't0', 't0_ns', 't', 't_ns'");
 
     if (t0 != NULL || t0_ns != NULL) {
         json_t *rate = json_object_get(root, "rate_hz");
         if (rate == NULL)
-            return fail(failure, INGEST_REJECT_MISSING_FIELD,
+            return ingest_fail(failure, INGEST_REJECT_MISSING_FIELD,
                         "missing 'rate_hz': required with '%s'", t0 != NULL ? "t0" : "t0_ns");
         double rate_hz = json_number_value(rate);
         if (!json_is_number(rate) || !(rate_hz > 0.0) || rate_hz > INGEST_MAX_RATE_HZ)
-            return fail(failure, INGEST_REJECT_INVALID_FIELD,
+            return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
                         "'rate_hz': invalid value %g; expected a number above 0 and at most %g",
                         rate_hz, INGEST_MAX_RATE_HZ);
 
@@ -268,12 +265,12 @@ static int read_times(json_t *root, size_t count, int64_t *t_ns, ingest_failure 
         if (t0 != NULL) {
             double seconds = json_number_value(t0);
             if (!json_is_number(t0) || !isfinite(seconds) || fabs(seconds) > 9.2e9)
-                return fail(failure, INGEST_REJECT_INVALID_FIELD,
+                return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
                             "'t0': expected a number of seconds within +-9.2e9");
             start = seconds_to_ns(seconds);
         } else {
             if (!json_is_integer(t0_ns))
-                return fail(failure, INGEST_REJECT_INVALID_FIELD,
+                return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
                             "'t0_ns': expected an integer number of nanoseconds");
             start = json_integer_value(t0_ns);
         }
@@ -287,7 +284,7 @@ static int read_times(json_t *root, size_t count, int64_t *t_ns, ingest_failure 
     json_t *array = t != NULL ? t : t_ns_array;
     const char *name = t != NULL ? "t" : "t_ns";
     if (!json_is_array(array) || json_array_size(array) != count)
-        return fail(failure, INGEST_REJECT_LENGTH_MISMATCH,
+        return ingest_fail(failure, INGEST_REJECT_LENGTH_MISMATCH,
                     "'%s': expected an array of %zu timestamps, one per sample, found %zu", name,
                     count, json_is_array(array) ? json_array_size(array) : (size_t)0);
 
@@ -296,13 +293,13 @@ static int read_times(json_t *root, size_t count, int64_t *t_ns, ingest_failure 
         if (t != NULL) {
             double seconds = json_number_value(item);
             if (!json_is_number(item) || !isfinite(seconds) || fabs(seconds) > 9.2e9)
-                return fail(failure, INGEST_REJECT_INVALID_FIELD,
+                return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
                             "'t[%zu]': expected a number of seconds within +-9.2e9", i);
             t_ns[i] = seconds_to_ns(seconds);
         } else {
             /* Integers only: a float cannot hold nanoseconds since 1970 exactly. */
             if (!json_is_integer(item))
-                return fail(failure, INGEST_REJECT_INVALID_FIELD,
+                return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
                             "'t_ns[%zu]': expected an integer number of nanoseconds", i);
             t_ns[i] = json_integer_value(item);
         }
@@ -316,12 +313,12 @@ static int decode_json(ingest_decoder *decoder, const void *payload, size_t size
     json_error_t json_error;
     json_t *root = json_loadb(payload, size, JSON_REJECT_DUPLICATES, &json_error);
     if (root == NULL)
-        return fail(failure, INGEST_REJECT_INVALID_JSON, "invalid JSON at line %d column %d: %s",
+        return ingest_fail(failure, INGEST_REJECT_INVALID_JSON, "invalid JSON at line %d column %d: %s",
                     json_error.line, json_error.column, json_error.text);
 
     int status = -1;
     if (!json_is_object(root)) {
-        fail(failure, INGEST_REJECT_INVALID_JSON, "expected a JSON object at the top level");
+        ingest_fail(failure, INGEST_REJECT_INVALID_JSON, "expected a JSON object at the top level");
         goto done;
     }
 
@@ -330,7 +327,7 @@ static int decode_json(ingest_decoder *decoder, const void *payload, size_t size
     batch->seq = 0;
     if (seq != NULL) {
         if (!json_is_integer(seq) || json_integer_value(seq) < 0) {
-            fail(failure, INGEST_REJECT_INVALID_FIELD, "'seq': expected a non-negative integer");
+            ingest_fail(failure, INGEST_REJECT_INVALID_FIELD, "'seq': expected a non-negative integer");
             goto done;
         }
         batch->seq = json_integer_value(seq);
@@ -349,22 +346,22 @@ static int decode_json(ingest_decoder *decoder, const void *payload, size_t size
     size_t width;
     if (expect->kind == INGEST_KIND_IMU) {
         if (channels != NULL) {
-            fail(failure, INGEST_REJECT_WRONG_CHANNELS,
+            ingest_fail(failure, INGEST_REJECT_WRONG_CHANNELS,
                  "'channels': this model takes raw 'acc' and 'gyro' samples");
             goto done;
         }
         if (acc == NULL || gyro == NULL) {
-            fail(failure, INGEST_REJECT_MISSING_FIELD, "missing '%s': expected an array of [x,y,z]",
+            ingest_fail(failure, INGEST_REJECT_MISSING_FIELD, "missing '%s': expected an array of [x,y,z]",
                  acc == NULL ? "acc" : "gyro");
             goto done;
         }
         if (!json_is_array(acc) || !json_is_array(gyro)) {
-            fail(failure, INGEST_REJECT_INVALID_FIELD, "'%s': expected an array of [x,y,z]",
+            ingest_fail(failure, INGEST_REJECT_INVALID_FIELD, "'%s': expected an array of [x,y,z]",
                  !json_is_array(acc) ? "acc" : "gyro");
             goto done;
         }
         if (json_array_size(acc) != json_array_size(gyro)) {
-            fail(failure, INGEST_REJECT_LENGTH_MISMATCH,
+            ingest_fail(failure, INGEST_REJECT_LENGTH_MISMATCH,
                  "'acc' has %zu samples but 'gyro' has %zu; expected the same count",
                  json_array_size(acc), json_array_size(gyro));
             goto done;
@@ -373,18 +370,18 @@ static int decode_json(ingest_decoder *decoder, const void *payload, size_t size
         width = 6;
     } else {
         if (acc != NULL || gyro != NULL) {
-            fail(failure, INGEST_REJECT_WRONG_CHANNELS,
+            ingest_fail(failure, INGEST_REJECT_WRONG_CHANNELS,
                  "'%s': this model takes 'channels' of %d values per sample",
                  acc != NULL ? "acc" : "gyro", expect->n_channels);
             goto done;
         }
         if (channels == NULL) {
-            fail(failure, INGEST_REJECT_MISSING_FIELD,
+            ingest_fail(failure, INGEST_REJECT_MISSING_FIELD,
                  "missing 'channels': expected an array of rows of %d values", expect->n_channels);
             goto done;
         }
         if (!json_is_array(channels)) {
-            fail(failure, INGEST_REJECT_INVALID_FIELD, "'channels': expected an array of rows");
+            ingest_fail(failure, INGEST_REJECT_INVALID_FIELD, "'channels': expected an array of rows");
             goto done;
         }
         count = json_array_size(channels);
@@ -392,7 +389,7 @@ static int decode_json(ingest_decoder *decoder, const void *payload, size_t size
     }
 
     if (count == 0 || count > INGEST_MAX_SAMPLES) {
-        fail(failure, INGEST_REJECT_LENGTH_MISMATCH, "%zu samples in one message; expected 1 to %d",
+        ingest_fail(failure, INGEST_REJECT_LENGTH_MISMATCH, "%zu samples in one message; expected 1 to %d",
              count, INGEST_MAX_SAMPLES);
         goto done;
     }
@@ -444,7 +441,7 @@ static int decode_binary(ingest_decoder *decoder, const unsigned char *p, size_t
                          const ingest_expect *expect, ingest_batch *batch, ingest_failure *failure)
 {
     if (size < INGEST_BINARY_HEADER_SIZE)
-        return fail(failure, INGEST_REJECT_INVALID_BINARY,
+        return ingest_fail(failure, INGEST_REJECT_INVALID_BINARY,
                     "binary message of %zu bytes is shorter than the %d-byte header", size,
                     INGEST_BINARY_HEADER_SIZE);
 
@@ -458,38 +455,38 @@ static int decode_binary(ingest_decoder *decoder, const unsigned char *p, size_t
     uint64_t seq = read_u64(p + 24);
 
     if (version != INGEST_BINARY_VERSION)
-        return fail(failure, INGEST_REJECT_INVALID_BINARY,
+        return ingest_fail(failure, INGEST_REJECT_INVALID_BINARY,
                     "binary version %u is not supported; expected %d", version,
                     INGEST_BINARY_VERSION);
     if (flags & ~0x0fu)
-        return fail(failure, INGEST_REJECT_INVALID_BINARY,
+        return ingest_fail(failure, INGEST_REJECT_INVALID_BINARY,
                     "binary flags 0x%02x has unknown bits; expected only bits 0x0f", flags);
 
     unsigned expected_kind =
         expect->kind == INGEST_KIND_IMU ? INGEST_BINARY_KIND_IMU : INGEST_BINARY_KIND_CHANNELS;
     unsigned expected_width = expect->kind == INGEST_KIND_IMU ? 6u : (unsigned)expect->n_channels;
     if (kind != expected_kind || width != expected_width)
-        return fail(failure, INGEST_REJECT_WRONG_CHANNELS,
+        return ingest_fail(failure, INGEST_REJECT_WRONG_CHANNELS,
                     "binary kind %u with %u values per frame; this model expects kind %u with %u",
                     kind, width, expected_kind, expected_width);
     if (expect->kind == INGEST_KIND_CHANNELS &&
         (flags & (INGEST_BINARY_ACC_MS2 | INGEST_BINARY_GYRO_DEG)))
-        return fail(failure, INGEST_REJECT_INVALID_UNITS,
+        return ingest_fail(failure, INGEST_REJECT_INVALID_UNITS,
                     "binary unit flags apply to kind 1 (IMU) only");
 
     int timestamps = (flags & INGEST_BINARY_TIMESTAMPS) != 0;
     size_t frame_size = (size_t)width * 4 + (timestamps ? 4 : 0);
     if (count == 0 || size != INGEST_BINARY_HEADER_SIZE + count * frame_size)
-        return fail(failure, INGEST_REJECT_LENGTH_MISMATCH,
+        return ingest_fail(failure, INGEST_REJECT_LENGTH_MISMATCH,
                     "binary message of %zu bytes with %zu frames of %zu bytes; expected %zu bytes "
                     "and at least one frame",
                     size, count, frame_size, INGEST_BINARY_HEADER_SIZE + count * frame_size);
     if (!timestamps && (!(rate_hz > 0.0f) || rate_hz > INGEST_MAX_RATE_HZ))
-        return fail(failure, INGEST_REJECT_INVALID_FIELD,
+        return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
                     "binary rate_hz %g; expected above 0 and at most %g", (double)rate_hz,
                     INGEST_MAX_RATE_HZ);
     if ((flags & INGEST_BINARY_HAS_SEQ) && seq > INT64_MAX)
-        return fail(failure, INGEST_REJECT_INVALID_FIELD, "binary seq is above 2^63-1");
+        return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD, "binary seq is above 2^63-1");
 
     if (reserve(decoder, count, width, failure) != 0)
         return -1;
@@ -513,10 +510,10 @@ static int decode_binary(ingest_decoder *decoder, const unsigned char *p, size_t
             if (expect->kind == INGEST_KIND_IMU)
                 value *= c < 3 ? acc_scale : gyro_scale;
             if (!isfinite(value))
-                return fail(failure, INGEST_REJECT_NON_FINITE,
+                return ingest_fail(failure, INGEST_REJECT_NON_FINITE,
                             "binary frame %zu value %u is not finite", i, c);
             if (fabs(value) > INGEST_MAX_ABS_VALUE)
-                return fail(failure, INGEST_REJECT_OUT_OF_RANGE,
+                return ingest_fail(failure, INGEST_REJECT_OUT_OF_RANGE,
                             "binary frame %zu value %u (%g) is outside +-%g", i, c, value,
                             INGEST_MAX_ABS_VALUE);
             decoder->values[i * width + c] = (float)value;

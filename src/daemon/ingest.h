@@ -74,6 +74,11 @@ typedef struct ingest_failure {
     char message[256];
 } ingest_failure;
 
+/* Fills failure with reason and a formatted message, and returns -1, so a rejecting path can
+ * end with `return ingest_fail(failure, INGEST_REJECT_..., "...", ...);`. */
+int ingest_fail(ingest_failure *failure, ingest_reason reason, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
 typedef struct ingest_decoder ingest_decoder;
 
 ingest_decoder *ingest_decoder_create(void);
