@@ -1,17 +1,20 @@
 """Render a confusion matrix and per-class F1 as PNG images from an evaluation JSON file.
 
-The input is the output of `babymamba eval MODEL DATAFILE --json` or the
-results.json that train.py writes (its "test" object is used). Keys read:
+Two inputs are accepted:
 
-    classes           list of K class names, in logit order
-    confusion_matrix  K x K counts, rows the true class, columns the predicted class
-    per_class         optional list of K objects with "class" and "f1" (percent);
-                      when missing, F1 is computed from the confusion matrix
-    macro_f1, accuracy  optional, in percent, shown in the titles
+- the output of `babymamba eval MODEL DATAFILE --json`: "classes" is a list
+  of objects with "name" and "f1", "confusion" is the K x K count matrix
+  (rows the true class, columns the predicted class), and "macro_f1" and
+  "accuracy" are fractions from 0 to 1;
+- the results.json that train.py writes, whose "test" object has "classes"
+  (names), "confusion_matrix" (as above), optional "per_class" objects with
+  "class" and "f1", and "macro_f1" and "accuracy", all in percent. A document
+  with "confusion_matrix" at the top level is read the same way.
 
-When the document has a "test" object that contains a confusion matrix, that
-object is used. Example:
+Example:
 
+    babymamba eval models/ucihar-cx.safetensors hapt.safetensors --json \
+        --users 2,4,9,10,12,13,18,20,24 > eval.json
     /usr/bin/python3 training/plots.py eval.json --out-dir docs/figures --prefix ucihar-cx
 """
 
@@ -34,12 +37,12 @@ class EvaluationFileError(ValueError):
 
 def select_report(document: Mapping[str, Any]) -> Mapping[str, Any]:
     """Return the object with the confusion matrix: the document itself or its "test" object."""
-    if "confusion_matrix" in document:
+    if "confusion" in document or "confusion_matrix" in document:
         return document
     test = document.get("test")
     if isinstance(test, dict) and "confusion_matrix" in test:
         return test
-    raise EvaluationFileError('no "confusion_matrix" at the top level or in a "test" object')
+    raise EvaluationFileError('no "confusion" or "confusion_matrix" at the top level or in a "test" object')
 
 
 def f1_from_confusion(confusion: np.ndarray) -> np.ndarray:
@@ -54,32 +57,43 @@ def f1_from_confusion(confusion: np.ndarray) -> np.ndarray:
 
 
 def parse_report(report: Mapping[str, Any]) -> Dict[str, Any]:
-    """Check the keys and sizes of a report and return its classes, confusion matrix and per-class F1."""
-    classes = report.get("classes")
-    if not isinstance(classes, list) or not classes or not all(isinstance(name, str) for name in classes):
-        raise EvaluationFileError('"classes" must be a non-empty list of class names')
-    confusion = np.asarray(report["confusion_matrix"])
+    """Check the keys and sizes of a report and return its classes, confusion matrix and scores in percent."""
+    from_eval = "confusion" in report
+    scale = 100.0 if from_eval else 1.0
+    entries = report.get("classes")
+    if not isinstance(entries, list) or not entries:
+        raise EvaluationFileError('"classes" must be a non-empty list')
+    if from_eval:
+        if not all(isinstance(entry, dict) and isinstance(entry.get("name"), str) for entry in entries):
+            raise EvaluationFileError('"classes" must be a list of objects with a "name"')
+        classes = [entry["name"] for entry in entries]
+        per_class = [{"class": entry["name"], "f1": entry.get("f1")} for entry in entries]
+    else:
+        if not all(isinstance(name, str) for name in entries):
+            raise EvaluationFileError('"classes" must be a list of class names')
+        classes = list(entries)
+        per_class = report.get("per_class")
+
+    confusion = np.asarray(report["confusion" if from_eval else "confusion_matrix"])
     if confusion.shape != (len(classes), len(classes)) or not np.issubdtype(confusion.dtype, np.number):
         raise EvaluationFileError(
-            f'"confusion_matrix" must be {len(classes)} x {len(classes)} numbers, got shape {list(confusion.shape)}'
+            f"the confusion matrix must be {len(classes)} x {len(classes)} numbers, got shape {list(confusion.shape)}"
         )
 
-    per_class = report.get("per_class")
     if per_class is None:
         f1 = f1_from_confusion(confusion)
     else:
         by_name = {entry.get("class"): entry.get("f1") for entry in per_class if isinstance(entry, dict)}
         missing = [name for name in classes if not isinstance(by_name.get(name), (int, float))]
         if missing:
-            raise EvaluationFileError(f'"per_class" has no numeric "f1" for class(es) {missing}')
-        f1 = np.array([by_name[name] for name in classes], dtype=np.float64)
-    return {
-        "classes": classes,
-        "confusion": confusion,
-        "f1": f1,
-        "macro_f1": report.get("macro_f1"),
-        "accuracy": report.get("accuracy"),
-    }
+            raise EvaluationFileError(f"no numeric F1 for class(es) {missing}")
+        f1 = scale * np.array([by_name[name] for name in classes], dtype=np.float64)
+
+    scores = {}
+    for key in ("macro_f1", "accuracy"):
+        value = report.get(key)
+        scores[key] = scale * value if isinstance(value, (int, float)) else None
+    return {"classes": classes, "confusion": confusion, "f1": f1, **scores}
 
 
 def plot_confusion(classes: Sequence[str], confusion: np.ndarray, title: str, path: str) -> None:
