@@ -37,7 +37,16 @@ import torch.nn.functional as F
 import babymamba_model
 from babymamba_export import make_input_spec, save_model
 from babymamba_model import BabyMamba, BabyMambaConfig, count_parameters
-from data import TEST_USERS, VALIDATION_USERS, Dataset, DatasetError, load_dataset, normalization_stats, split_by_user
+from data import (
+    TEST_USERS,
+    VALIDATION_USERS,
+    Dataset,
+    DatasetError,
+    Split,
+    load_dataset,
+    normalization_stats,
+    split_by_user,
+)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 RESULTS_NAME = "results.json"
@@ -70,7 +79,7 @@ def parse_users(text: str) -> List[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Train a BabyMamba-HAR model with early stopping on held-out validation users.",
+        description="Train a BabyMamba-HAR model on held-out validation users and evaluate it on the test users once.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--data", required=True, help="data file written by `babymamba prepare`")
@@ -318,21 +327,9 @@ def is_better(select: str, score: float, best: Optional[float]) -> bool:
     return score < best if select == "val_loss" else score > best
 
 
-def train(args: argparse.Namespace) -> Dict[str, Any]:
-    torch.set_num_threads(args.threads)
-    # scan_op sizes its thread pool from this variable; without it the C scan
-    # would use every CPU even when PyTorch uses one thread.
-    os.environ.setdefault("BABYMAMBA_SCAN_THREADS", str(args.threads))
-    os.makedirs(args.run_dir, exist_ok=True)
-    checkpoint_path = os.path.join(args.run_dir, CHECKPOINT_NAME)
-    history_path = os.path.join(args.run_dir, HISTORY_NAME)
-
-    dataset = load_dataset(args.data)
-    split = split_by_user(dataset, args.test_users, args.validation_users)
-    classes = dataset.classes
-    config = model_config(args, dataset)
-
-    settings = {
+def run_settings(args: argparse.Namespace, dataset: Dataset, split: Split, config: BabyMambaConfig) -> Dict[str, Any]:
+    """Return the settings that a checkpoint records and a resumed run must repeat (RESUME_KEYS)."""
+    return {
         "family": args.family,
         "seed": args.seed,
         "epochs": args.epochs,
@@ -349,28 +346,18 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
         "data_sha256": dataset.sha256,
     }
 
-    # The normalisation comes from the fit users only, so neither validation
-    # nor test windows influence the inputs the model is trained on.
-    mean, std = normalization_stats(dataset.windows[split.fit])
 
-    def tensors(indices: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
-        windows = (dataset.windows[indices] - mean.astype(np.float32)) / std.astype(np.float32)
-        return torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)), torch.from_numpy(
-            dataset.labels[indices].astype(np.int64)
-        )
+def normalised_tensors(
+    dataset: Dataset, indices: np.ndarray, mean: np.ndarray, std: np.ndarray
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Return (windows [n, L, C] as (x - mean) / std in float32, labels as int64) of the given windows."""
+    windows = (dataset.windows[indices] - mean.astype(np.float32)) / std.astype(np.float32)
+    labels = dataset.labels[indices].astype(np.int64)
+    return torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)), torch.from_numpy(labels)
 
-    fit_x, fit_y = tensors(split.fit)
-    val_x, val_y = tensors(split.validation)
 
-    torch.manual_seed(args.seed)
-    model = BabyMamba(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    batches_per_epoch = math.ceil(fit_x.shape[0] / args.batch_size)
-    if args.max_batches:
-        batches_per_epoch = min(batches_per_epoch, args.max_batches)
-    total_steps = args.epochs * batches_per_epoch
-
-    state: Dict[str, Any] = {
+def initial_state(settings: Dict[str, Any]) -> Dict[str, Any]:
+    return {
         "checkpoint_version": CHECKPOINT_VERSION,
         "settings": settings,
         "epoch": 0,
@@ -382,94 +369,115 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
         "finished": False,
         "stop_reason": None,
         "history": [],
+        "scans": [],
     }
-    if os.path.exists(checkpoint_path):
-        saved = torch.load(checkpoint_path)
-        if saved.get("checkpoint_version") != CHECKPOINT_VERSION:
-            raise SystemExit(f"error: {checkpoint_path} has checkpoint version {saved.get('checkpoint_version')!r}, "
-                             f"expected {CHECKPOINT_VERSION}; use another --run-dir")
-        check_resume_settings(saved["settings"], settings, checkpoint_path)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        state.update({key: saved[key] for key in state if key in saved})
-        print(f"resuming {checkpoint_path} after epoch {state['epoch']} "
-              f"({state['wall_seconds'] / 60:.1f} min of training so far)", flush=True)
 
-    scan = select_scan(args.scan)
+
+def restore_checkpoint(
+    path: str, settings: Dict[str, Any], model: BabyMamba, optimizer: torch.optim.Optimizer, state: Dict[str, Any]
+) -> None:
+    """Load model, optimizer and progress from `path` into the arguments.
+
+    Exits with a message when the checkpoint has another version or was
+    written with other settings.
+    """
+    saved = torch.load(path)
+    if saved.get("checkpoint_version") != CHECKPOINT_VERSION:
+        raise SystemExit(
+            f"error: {path} has checkpoint version {saved.get('checkpoint_version')!r}, "
+            f"expected {CHECKPOINT_VERSION}; use another --run-dir"
+        )
+    check_resume_settings(saved["settings"], settings, path)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    state.update({key: saved[key] for key in state if key in saved})
     print(
-        f"{config.family}: {count_parameters(model)} parameters, pooling {config.pooling}, "
-        f"{'bidirectional' if config.bidirectional else 'forward-only'}, scan {scan['name']}, "
-        f"{args.threads} thread(s)\n"
-        f"fit users {split.fit_users} ({len(split.fit)} windows), validation users {split.validation_users} "
-        f"({len(split.validation)} windows), test users held back until the end",
+        f"resuming {path} after epoch {state['epoch']} ({state['wall_seconds'] / 60:.1f} min of training so far)",
         flush=True,
     )
 
-    while not state["finished"] and state["epoch"] < args.epochs:
-        epoch = state["epoch"] + 1
-        started = time.monotonic()
-        model.train()
-        order = torch.randperm(fit_x.shape[0], generator=torch.Generator().manual_seed(args.seed * 100003 + epoch))
-        loss_sum, seen = 0.0, 0
-        for batch_index in range(batches_per_epoch):
-            step = (epoch - 1) * batches_per_epoch + batch_index
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(args.lr, step, total_steps)
-            indices = order[batch_index * args.batch_size : (batch_index + 1) * args.batch_size]
-            loss = F.cross_entropy(model(fit_x[indices]), fit_y[indices])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * len(indices)
-            seen += len(indices)
 
-        report = evaluate(model, val_x, val_y, classes)
-        score = report["macro_f1"] if args.select == "val_f1" else report["loss"]
-        improved = is_better(args.select, score, state["best_score"])
-        if improved:
-            state.update(best_score=score, best_epoch=epoch, epochs_without_improvement=0,
-                         best_model=copy.deepcopy(model.state_dict()))
-        else:
-            state["epochs_without_improvement"] += 1
+def train_epoch(
+    model: BabyMamba,
+    optimizer: torch.optim.Optimizer,
+    fit_x: torch.Tensor,
+    fit_y: torch.Tensor,
+    args: argparse.Namespace,
+    epoch: int,
+    batches_per_epoch: int,
+) -> float:
+    """Run one epoch of AdamW steps on the cosine schedule and return the mean training loss.
 
-        seconds = time.monotonic() - started
-        state["wall_seconds"] += seconds
-        state["epoch"] = epoch
-        record = {
-            "epoch": epoch,
-            "train_loss": loss_sum / seen,
-            "val_loss": report["loss"],
-            "val_f1": report["macro_f1"],
-            "val_accuracy": report["accuracy"],
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": seconds,
-            "wall_seconds": state["wall_seconds"],
-            "improved": improved and args.select != "last",
-        }
-        if state["epochs_without_improvement"] >= args.patience:
-            state.update(finished=True, stop_reason=f"no better {args.select} for {args.patience} epochs")
-        elif epoch == args.epochs:
-            state.update(finished=True, stop_reason="reached --epochs")
+    The batch order depends only on the seed and the epoch number, so a
+    resumed run gets the same batches as an uninterrupted one.
+    """
+    total_steps = args.epochs * batches_per_epoch
+    model.train()
+    order = torch.randperm(fit_x.shape[0], generator=torch.Generator().manual_seed(args.seed * 100003 + epoch))
+    loss_sum, seen = 0.0, 0
+    for batch_index in range(batches_per_epoch):
+        step = (epoch - 1) * batches_per_epoch + batch_index
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(args.lr, step, total_steps)
+        indices = order[batch_index * args.batch_size : (batch_index + 1) * args.batch_size]
+        loss = F.cross_entropy(model(fit_x[indices]), fit_y[indices])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item() * len(indices)
+        seen += len(indices)
+    return loss_sum / seen
 
-        state["history"].append(record)
-        save_checkpoint(checkpoint_path, {**state, "model": model.state_dict(), "optimizer": optimizer.state_dict()})
-        # The history is rewritten from the checkpoint, so a kill between the
-        # two writes never leaves an epoch missing or twice in the file.
-        write_history(history_path, state["history"])
-        print(format_progress(record, args.epochs), flush=True)
 
-    print(f"stopped after epoch {state['epoch']}: {state['stop_reason']}; "
-          f"kept epoch {state['best_epoch']}", flush=True)
-    model.load_state_dict(state["best_model"])
-    validation = evaluate(model, val_x, val_y, classes)
+def update_progress(
+    state: Dict[str, Any], args: argparse.Namespace, model: BabyMamba, report: Dict[str, Any], epoch: int
+) -> bool:
+    """Record the validation report of `epoch` in `state`, keep the weights it selects, and decide on stopping.
 
-    # The only look at the test users.
-    test_x, test_y = tensors(split.test)
-    test = evaluate(model, test_x, test_y, classes)
-    print(f"test: macro-F1 {test['macro_f1']:.2f}, accuracy {test['accuracy']:.2f} "
-          f"({len(split.test)} windows of users {split.test_users})", flush=True)
+    Returns whether the epoch became the kept one.
+    """
+    score = report["macro_f1"] if args.select == "val_f1" else report["loss"]
+    improved = is_better(args.select, score, state["best_score"])
+    if improved:
+        state.update(
+            best_score=score, best_epoch=epoch, epochs_without_improvement=0,
+            best_model=copy.deepcopy(model.state_dict()),
+        )
+    else:
+        state["epochs_without_improvement"] += 1
 
-    training_info = {
+    state["epoch"] = epoch
+    if state["epochs_without_improvement"] >= args.patience:
+        state.update(finished=True, stop_reason=f"no better {args.select} for {args.patience} epochs")
+    elif epoch == args.epochs:
+        state.update(finished=True, stop_reason="reached --epochs")
+    return improved
+
+
+def input_spec_for(dataset: Dataset, mean: np.ndarray, std: np.ndarray) -> Dict[str, Any]:
+    """Build the model file's `input` object from the data file's metadata and the normalisation."""
+    sample_rate = float(dataset.metadata["sample_rate_hz"])
+    return make_input_spec(
+        dataset.channels,
+        int(sample_rate) if sample_rate.is_integer() else sample_rate,
+        int(dataset.metadata["window_length"]),
+        int(dataset.metadata["hop"]),
+        preprocessing=dataset.metadata["preprocessing"],
+        mean=[float(value) for value in mean],
+        std=[float(value) for value in std],
+    )
+
+
+def training_block(
+    args: argparse.Namespace,
+    state: Dict[str, Any],
+    split: Split,
+    dataset: Dataset,
+    validation: Dict[str, Any],
+    test: Dict[str, Any],
+) -> Dict[str, Any]:
+    """Return the model file's `training` object: provenance of the run and its scores."""
+    return {
         "seed": args.seed,
         "epochs": state["epoch"],
         "max_epochs": args.epochs,
@@ -482,17 +490,106 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
         "fit_users": split.fit_users,
         "data_file_sha256": dataset.sha256,
         "data_preprocessing": dataset.metadata["preprocessing"],
-        "optimizer": {"name": "AdamW", "lr": args.lr, "weight_decay": args.weight_decay,
-                      "schedule": f"cosine to 0 over {args.epochs} epochs, per step", "batch_size": args.batch_size},
+        "optimizer": {
+            "name": "AdamW", "lr": args.lr, "weight_decay": args.weight_decay,
+            "schedule": f"cosine to 0 over {args.epochs} epochs, per step", "batch_size": args.batch_size,
+        },
         "loss": "cross-entropy",
-        "scan": scan["name"],
+        # A run resumed with another scan lists both, in the order used.
+        "scan": "+".join(state["scans"]),
         "threads": args.threads,
         "wall_time_s": round(state["wall_seconds"], 1),
-        "validation": {"macro_f1": validation["macro_f1"], "accuracy": validation["accuracy"],
-                       "loss": validation["loss"]},
+        "validation": {"macro_f1": validation["macro_f1"], "accuracy": validation["accuracy"], "loss": validation["loss"]},
         "test": {"macro_f1": test["macro_f1"], "accuracy": test["accuracy"]},
         "torch": torch.__version__,
     }
+
+
+def train(args: argparse.Namespace) -> Dict[str, Any]:
+    """Train, resume or finish the run in args.run_dir, evaluate it on the test users once, and export it."""
+    torch.set_num_threads(args.threads)
+    # scan_op sizes its thread pool from this variable. Without it the C scan
+    # would use every CPU even when PyTorch uses one thread.
+    os.environ.setdefault("BABYMAMBA_SCAN_THREADS", str(args.threads))
+    os.makedirs(args.run_dir, exist_ok=True)
+    checkpoint_path = os.path.join(args.run_dir, CHECKPOINT_NAME)
+    history_path = os.path.join(args.run_dir, HISTORY_NAME)
+
+    dataset = load_dataset(args.data)
+    split = split_by_user(dataset, args.test_users, args.validation_users)
+    classes = dataset.classes
+    config = model_config(args, dataset)
+    settings = run_settings(args, dataset, split, config)
+
+    # The normalisation comes from the fit users only, so neither validation
+    # nor test windows influence the inputs the model is trained on.
+    mean, std = normalization_stats(dataset.windows[split.fit])
+    fit_x, fit_y = normalised_tensors(dataset, split.fit, mean, std)
+    val_x, val_y = normalised_tensors(dataset, split.validation, mean, std)
+
+    torch.manual_seed(args.seed)
+    model = BabyMamba(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    batches_per_epoch = math.ceil(fit_x.shape[0] / args.batch_size)
+    if args.max_batches:
+        batches_per_epoch = min(batches_per_epoch, args.max_batches)
+
+    state = initial_state(settings)
+    if os.path.exists(checkpoint_path):
+        restore_checkpoint(checkpoint_path, settings, model, optimizer, state)
+
+    scan = select_scan(args.scan)
+    print(
+        f"{config.family}: {count_parameters(model)} parameters, pooling {config.pooling}, "
+        f"{'bidirectional' if config.bidirectional else 'forward-only'}, scan {scan['name']}, "
+        f"{args.threads} thread(s)\n"
+        f"fit users {split.fit_users} ({len(split.fit)} windows), validation users {split.validation_users} "
+        f"({len(split.validation)} windows), test users held back until the end",
+        flush=True,
+    )
+
+    while not state["finished"] and state["epoch"] < args.epochs:
+        if scan["name"] not in state["scans"]:
+            state["scans"].append(scan["name"])
+        epoch = state["epoch"] + 1
+        started = time.monotonic()
+        train_loss = train_epoch(model, optimizer, fit_x, fit_y, args, epoch, batches_per_epoch)
+        report = evaluate(model, val_x, val_y, classes)
+        improved = update_progress(state, args, model, report, epoch)
+        seconds = time.monotonic() - started
+        state["wall_seconds"] += seconds
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": report["loss"],
+            "val_f1": report["macro_f1"],
+            "val_accuracy": report["accuracy"],
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": seconds,
+            "wall_seconds": state["wall_seconds"],
+            "improved": improved and args.select != "last",
+        }
+        state["history"].append(record)
+        save_checkpoint(checkpoint_path, {**state, "model": model.state_dict(), "optimizer": optimizer.state_dict()})
+        # The history is rewritten from the checkpoint, so a kill between the
+        # two writes never leaves an epoch missing or twice in the file.
+        write_history(history_path, state["history"])
+        print(format_progress(record, args.epochs), flush=True)
+
+    print(f"stopped after epoch {state['epoch']}: {state['stop_reason']}; kept epoch {state['best_epoch']}", flush=True)
+    model.load_state_dict(state["best_model"])
+    validation = evaluate(model, val_x, val_y, classes)
+
+    # The only look at the test users.
+    test_x, test_y = normalised_tensors(dataset, split.test, mean, std)
+    test = evaluate(model, test_x, test_y, classes)
+    print(
+        f"test: macro-F1 {test['macro_f1']:.2f}, accuracy {test['accuracy']:.2f} "
+        f"({len(split.test)} windows of users {split.test_users})",
+        flush=True,
+    )
+
+    training_info = training_block(args, state, split, dataset, validation, test)
     results = {
         "settings": settings,
         "config": config.architecture(),
@@ -506,16 +603,7 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
     }
 
     name = args.name or f"ucihar-{config.family}"
-    sample_rate = float(dataset.metadata["sample_rate_hz"])
-    input_spec = make_input_spec(
-        dataset.channels,
-        int(sample_rate) if sample_rate.is_integer() else sample_rate,
-        int(dataset.metadata["window_length"]),
-        int(dataset.metadata["hop"]),
-        preprocessing=dataset.metadata["preprocessing"],
-        mean=[float(value) for value in mean],
-        std=[float(value) for value in std],
-    )
+    input_spec = input_spec_for(dataset, mean, std)
     targets = [os.path.join(args.run_dir, MODEL_NAME)] + ([args.export] if args.export else [])
     for target in targets:
         save_model(target, model, classes, input_spec, name, args.version, training_info)
