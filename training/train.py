@@ -79,7 +79,8 @@ def parse_users(text: str) -> List[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Train a BabyMamba-HAR model on held-out validation users and evaluate it on the test users once.",
+        description="Train a BabyMamba-HAR model, compare epochs and runs on validation users, "
+        "and evaluate on the test users once.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--data", required=True, help="data file written by `babymamba prepare`")
