@@ -9,14 +9,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <inttypes.h>
 #include <jansson.h>
 
 /* Maximum samples in one message, so senders split larger batches. It bounds the decoder's
  * buffers independently of the payload size limits. */
 #define INGEST_MAX_SAMPLES 65536
 
-/* The highest sample rate a sender may declare. */
+/* The range of sample rates a sender may declare. The lower bound keeps the period, and so
+ * every offset t0 + i / rate_hz of a message, finite and far inside int64 nanoseconds. */
 #define INGEST_MAX_RATE_HZ 100000.0
+#define INGEST_MIN_RATE_HZ 0.001
+
+/* Sample times must lie within +-2^62 ns of 1970 (years 1824 to 2116). Differences of two such
+ * times, which the device state and the rate estimate compute, then always fit in int64. */
+#define INGEST_MAX_ABS_TIME_NS ((int64_t)1 << 62)
+#define INGEST_MAX_ABS_TIME_S  4.6e9
+
+/* Returns 0 when t_ns is within the accepted range of sample times, else fills failure. */
+static int check_time(int64_t t_ns, const char *field, size_t index, ingest_failure *failure)
+{
+    if (t_ns >= -INGEST_MAX_ABS_TIME_NS && t_ns <= INGEST_MAX_ABS_TIME_NS)
+        return 0;
+    return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
+                       "'%s' of sample %zu: time %" PRId64 " ns is outside +-2^62 ns of 1970 "
+                       "(years 1824 to 2116)",
+                       field, index, t_ns);
+}
 
 #define STANDARD_GRAVITY   9.80665
 #define DEGREES_TO_RADIANS (3.14159265358979323846 / 180.0)
@@ -90,6 +109,11 @@ static int reserve(ingest_decoder *decoder, size_t count, size_t width, ingest_f
 int ingest_device_id_valid(const char *id, size_t length)
 {
     if (length < 1 || length > 64)
+        return 0;
+
+    /* "." and ".." are path segments that HTTP clients normalise away, so such a device could
+     * send over MQTT but never be queried over REST. */
+    if ((length == 1 && id[0] == '.') || (length == 2 && id[0] == '.' && id[1] == '.'))
         return 0;
     for (size_t i = 0; i < length; i++) {
         char c = id[i];
@@ -255,18 +279,24 @@ static int read_times(json_t *root, size_t count, int64_t *t_ns, ingest_failure 
         if (rate == NULL)
             return ingest_fail(failure, INGEST_REJECT_MISSING_FIELD,
                         "missing 'rate_hz': required with '%s'", t0 != NULL ? "t0" : "t0_ns");
-        double rate_hz = json_number_value(rate);
-        if (!json_is_number(rate) || !(rate_hz > 0.0) || rate_hz > INGEST_MAX_RATE_HZ)
+        if (!json_is_number(rate))
             return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
-                        "'rate_hz': invalid value %g; expected a number above 0 and at most %g",
-                        rate_hz, INGEST_MAX_RATE_HZ);
+                               "'rate_hz': expected a number, found %s",
+                               json_is_string(rate) ? "a string" : "another JSON type");
+        double rate_hz = json_number_value(rate);
+        if (!(rate_hz >= INGEST_MIN_RATE_HZ) || rate_hz > INGEST_MAX_RATE_HZ)
+            return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
+                               "'rate_hz': invalid value %g; expected a number from %g to %g",
+                               rate_hz, INGEST_MIN_RATE_HZ, INGEST_MAX_RATE_HZ);
 
         int64_t start;
         if (t0 != NULL) {
             double seconds = json_number_value(t0);
-            if (!json_is_number(t0) || !isfinite(seconds) || fabs(seconds) > 9.2e9)
+            if (!json_is_number(t0) || !isfinite(seconds) ||
+                fabs(seconds) > INGEST_MAX_ABS_TIME_S)
                 return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
-                            "'t0': expected a number of seconds within +-9.2e9");
+                                   "'t0': expected a number of seconds within +-%g",
+                                   INGEST_MAX_ABS_TIME_S);
             start = seconds_to_ns(seconds);
         } else {
             if (!json_is_integer(t0_ns))
@@ -275,9 +305,17 @@ static int read_times(json_t *root, size_t count, int64_t *t_ns, ingest_failure 
             start = json_integer_value(t0_ns);
         }
 
+        /* The period is at most 1e12 ns and count at most INGEST_MAX_SAMPLES, so the offsets
+         * stay below 2^56 and, with start checked, no sum can overflow. */
         double period_ns = 1e9 / rate_hz;
-        for (size_t i = 0; i < count; i++)
+        const char *field = t0 != NULL ? "t0" : "t0_ns";
+        if (check_time(start, field, 0, failure) != 0)
+            return -1;
+        for (size_t i = 0; i < count; i++) {
             t_ns[i] = start + llround((double)i * period_ns);
+            if (check_time(t_ns[i], field, i, failure) != 0)
+                return -1;
+        }
         return 0;
     }
 
@@ -292,9 +330,11 @@ static int read_times(json_t *root, size_t count, int64_t *t_ns, ingest_failure 
         json_t *item = json_array_get(array, i);
         if (t != NULL) {
             double seconds = json_number_value(item);
-            if (!json_is_number(item) || !isfinite(seconds) || fabs(seconds) > 9.2e9)
+            if (!json_is_number(item) || !isfinite(seconds) ||
+                fabs(seconds) > INGEST_MAX_ABS_TIME_S)
                 return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
-                            "'t[%zu]': expected a number of seconds within +-9.2e9", i);
+                                   "'t[%zu]': expected a number of seconds within +-%g", i,
+                                   INGEST_MAX_ABS_TIME_S);
             t_ns[i] = seconds_to_ns(seconds);
         } else {
             /* Integers only: a float cannot hold nanoseconds since 1970 exactly. */
@@ -302,6 +342,8 @@ static int read_times(json_t *root, size_t count, int64_t *t_ns, ingest_failure 
                 return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
                             "'t_ns[%zu]': expected an integer number of nanoseconds", i);
             t_ns[i] = json_integer_value(item);
+            if (check_time(t_ns[i], "t_ns", i, failure) != 0)
+                return -1;
         }
     }
     return 0;
@@ -481,10 +523,16 @@ static int decode_binary(ingest_decoder *decoder, const unsigned char *p, size_t
                     "binary message of %zu bytes with %zu frames of %zu bytes; expected %zu bytes "
                     "and at least one frame",
                     size, count, frame_size, INGEST_BINARY_HEADER_SIZE + count * frame_size);
-    if (!timestamps && (!(rate_hz > 0.0f) || rate_hz > INGEST_MAX_RATE_HZ))
+    if (p[10] != 0 || p[11] != 0)
+        return ingest_fail(failure, INGEST_REJECT_INVALID_BINARY,
+                           "binary header bytes 10-11 are reserved and must be 0");
+    if (!timestamps && (!(rate_hz >= INGEST_MIN_RATE_HZ) || rate_hz > INGEST_MAX_RATE_HZ))
         return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
-                    "binary rate_hz %g; expected above 0 and at most %g", (double)rate_hz,
-                    INGEST_MAX_RATE_HZ);
+                           "binary rate_hz %g; expected a number from %g to %g", (double)rate_hz,
+                           INGEST_MIN_RATE_HZ, INGEST_MAX_RATE_HZ);
+    /* Frame offsets add at most 2^32 us to t0, so a checked t0 keeps every sum in range. */
+    if (check_time(t0_ns, "t0_ns", 0, failure) != 0)
+        return -1;
     if ((flags & INGEST_BINARY_HAS_SEQ) && seq > INT64_MAX)
         return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD, "binary seq is above 2^63-1");
 
@@ -534,6 +582,9 @@ int ingest_decode(ingest_decoder *decoder, const void *payload, size_t size,
 {
     memset(batch, 0, sizeof *batch);
 
+    if (size == 0)
+        return ingest_fail(failure, INGEST_REJECT_INVALID_JSON,
+                           "empty payload; expected a JSON object or a binary message");
     if (size >= 4 && memcmp(payload, INGEST_BINARY_MAGIC, 4) == 0)
         return decode_binary(decoder, payload, size, expect, batch, failure);
     return decode_json(decoder, payload, size, expect, batch, failure);

@@ -90,7 +90,7 @@ int ingest_decode(ingest_decoder *decoder, const void *payload, size_t size,
                   const ingest_expect *expect, ingest_batch *batch, ingest_failure *failure);
 
 /* Returns nonzero when id (length bytes, not necessarily NUL-terminated) is 1 to 64 characters
- * of [A-Za-z0-9._-]. */
+ * of [A-Za-z0-9._-] other than "." and "..". */
 int ingest_device_id_valid(const char *id, size_t length);
 
 /* Extracts the device id from topic, as the level that matches the first '+' of filter; a

@@ -158,6 +158,20 @@ START_TEST(bad_messages_name_the_problem)
          INGEST_REJECT_LENGTH_MISMATCH, "0 samples"},
         {"{\"t0\": 1, \"rate_hz\": 50, \"seq\": -1, \"channels\": [[0,0,1]]}", &three_channels,
          INGEST_REJECT_INVALID_FIELD, "'seq'"},
+        /* Times whose sums or differences would overflow int64 nanoseconds. */
+        {"{\"t0_ns\": 9223372036854775807, \"rate_hz\": 50, \"channels\": [[0,0,1],[0,0,1]]}",
+         &three_channels, INGEST_REJECT_INVALID_FIELD, "2^62"},
+        {"{\"t0_ns\": 4611686018427387904, \"rate_hz\": 50, \"channels\": [[0,0,1],[0,0,1]]}",
+         &three_channels, INGEST_REJECT_INVALID_FIELD, "sample 1"},
+        {"{\"t_ns\": [-9223372036854775807], \"channels\": [[0,0,1]]}", &three_channels,
+         INGEST_REJECT_INVALID_FIELD, "'t_ns' of sample 0"},
+        {"{\"t0\": 9e9, \"rate_hz\": 50, \"channels\": [[0,0,1]]}", &three_channels,
+         INGEST_REJECT_INVALID_FIELD, "'t0'"},
+        {"{\"t0\": 1, \"rate_hz\": 1e-300, \"channels\": [[0,0,1],[0,0,1]]}", &three_channels,
+         INGEST_REJECT_INVALID_FIELD, "'rate_hz'"},
+        {"{\"t0\": 1, \"rate_hz\": \"50\", \"channels\": [[0,0,1]]}", &three_channels,
+         INGEST_REJECT_INVALID_FIELD, "a string"},
+        {"", &three_channels, INGEST_REJECT_INVALID_JSON, "empty payload"},
     };
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -248,6 +262,26 @@ START_TEST(bad_binary_is_rejected)
 
     ck_assert_int_eq(ingest_decode(decoder, message, 20, &imu, &batch, &failure), -1);
     ck_assert_int_eq(failure.reason, INGEST_REJECT_INVALID_BINARY);
+
+    /* Reserved header bytes must be 0, so a later version can give them a meaning. */
+    size = build_binary(message, 3, 0, 50.0f);
+    message[10] = 1;
+    ck_assert_int_eq(ingest_decode(decoder, message, size, &imu, &batch, &failure), -1);
+    ck_assert_int_eq(failure.reason, INGEST_REJECT_INVALID_BINARY);
+    ck_assert_ptr_nonnull(strstr(failure.message, "reserved"));
+
+    /* A tiny rate would make the period infinite; a far t0 would overflow the sample times. */
+    size = build_binary(message, 3, 0, 1e-30f);
+    ck_assert_int_eq(ingest_decode(decoder, message, size, &imu, &batch, &failure), -1);
+    ck_assert_int_eq(failure.reason, INGEST_REJECT_INVALID_FIELD);
+    ck_assert_ptr_nonnull(strstr(failure.message, "rate_hz"));
+
+    size = build_binary(message, 3, INGEST_BINARY_TIMESTAMPS, 50.0f);
+    int64_t far = INT64_MAX - 5;
+    memcpy(message + 16, &far, 8);
+    ck_assert_int_eq(ingest_decode(decoder, message, size, &imu, &batch, &failure), -1);
+    ck_assert_int_eq(failure.reason, INGEST_REJECT_INVALID_FIELD);
+    ck_assert_ptr_nonnull(strstr(failure.message, "t0_ns"));
 }
 END_TEST
 
@@ -257,6 +291,9 @@ START_TEST(device_ids_are_validated)
     ck_assert(!ingest_device_id_valid("", 0));
     ck_assert(!ingest_device_id_valid("a b", 3));
     ck_assert(!ingest_device_id_valid("a/b", 3));
+    ck_assert(!ingest_device_id_valid(".", 1));
+    ck_assert(!ingest_device_id_valid("..", 2));
+    ck_assert(ingest_device_id_valid("...", 3));
     char long_id[66];
     memset(long_id, 'x', 65);
     long_id[65] = '\0';
