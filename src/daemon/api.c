@@ -162,7 +162,7 @@ static void get_device(daemon_state *state, const char *id, http_response *respo
 
     json_t *body = json_pack(
         "{s:s, s:o, s:f, s:o, s:f, s:f, s:I, s:I, s:I, s:f, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-        "s:I, s:I, s:I}}",
+        "s:I, s:I, s:I, s:I}}",
         "id", d->id, "activity", activity_json(state, d), "confidence",
         d->has_activity ? (double)d->probabilities[d->activity] : 0.0, "probabilities",
         probabilities, "window_start", (double)d->window_start_ns / 1e9, "window_end",
@@ -171,7 +171,8 @@ static void get_device(daemon_state *state, const char *id, http_response *respo
         "input_rate_hz", dev_input_rate_hz(d), "counters", "messages", (json_int_t)d->messages,
         "messages_rejected", (json_int_t)d->messages_rejected, "samples", (json_int_t)d->samples,
         "samples_duplicate", (json_int_t)d->samples_duplicate, "samples_out_of_order",
-        (json_int_t)d->samples_out_of_order, "gaps", (json_int_t)d->gaps, "sequence_gaps",
+        (json_int_t)d->samples_out_of_order, "gaps", (json_int_t)d->gaps, "clock_resets",
+        (json_int_t)d->clock_resets, "sequence_gaps",
         (json_int_t)d->sequence_gaps, "windows", (json_int_t)d->windows, "windows_dropped",
         (json_int_t)d->windows_dropped, "events", (json_int_t)d->events);
     respond_json(response, 200, body);
@@ -267,9 +268,10 @@ static void post_samples(daemon_state *state, const char *id, const http_request
         return;
     }
     respond_json(response, 202,
-                 json_pack("{s:s, s:i, s:i, s:i, s:i}", "device", id, "accepted", pushed.accepted,
-                           "duplicate", pushed.duplicate, "out_of_order", pushed.out_of_order,
-                           "gaps", pushed.gaps));
+                 json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "device", id, "accepted",
+                           pushed.accepted, "duplicate", pushed.duplicate, "out_of_order",
+                           pushed.out_of_order, "gaps", pushed.gaps, "clock_resets",
+                           pushed.clock_resets));
 }
 
 static void method_not_allowed(http_response *response, const char *allow)

@@ -153,7 +153,8 @@ int daemon_ingest(daemon_state *state, metrics_transport transport, const char *
     device *d = NULL;
     if (!ingest_device_id_valid(device_id, strlen(device_id))) {
         ingest_fail(failure, INGEST_REJECT_INVALID_DEVICE_ID,
-                  "device id \"%.80s\" is invalid; expected 1 to 64 characters of [A-Za-z0-9._-]",
+                  "device id \"%.80s\" is invalid; expected 1 to 64 characters of [A-Za-z0-9._-], "
+                    "not '.' or '..'",
                   device_id);
         goto rejected;
     }
@@ -214,16 +215,17 @@ int daemon_ingest(daemon_state *state, metrics_transport transport, const char *
     state->counters.samples_dropped[METRICS_DROP_DUPLICATE] += (uint64_t)pushed->duplicate;
     state->counters.samples_dropped[METRICS_DROP_OUT_OF_ORDER] += (uint64_t)pushed->out_of_order;
     state->counters.stream_gaps += (uint64_t)pushed->gaps;
+    state->counters.stream_clock_resets += (uint64_t)pushed->clock_resets;
     state->counters.sequence_gaps += (uint64_t)pushed->sequence_gaps;
 
-    if (pushed->duplicate + pushed->out_of_order > 0 || pushed->gaps > 0) {
+    if (pushed->duplicate + pushed->out_of_order > 0 || pushed->gaps + pushed->clock_resets > 0) {
         uint32_t suppressed = 0;
         if (log_limit_allow(&d->log_limit, now_ms(state), &suppressed))
             LOG_INFO("ingest",
                      "device %s: %d duplicate and %d out-of-order samples dropped, "
-                     "%d gaps longer than %g s restarted the window",
+                     "%d gaps longer than %g s and %d clock jumps back restarted the window",
                      d->id, pushed->duplicate, pushed->out_of_order, pushed->gaps,
-                     state->config.stream_gap_limit_s);
+                     state->config.stream_gap_limit_s, pushed->clock_resets);
     }
     return 0;
 

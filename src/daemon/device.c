@@ -295,11 +295,18 @@ void dev_push(device *d, const ingest_batch *batch, int64_t gap_ns, dev_window_f
             result->duplicate++;
             continue;
         }
-        if (d->has_last && t_ns < d->last_t_ns) {
+        /* A sample a little older than the last one arrived late and is dropped. One older by
+         * more than the gap limit means the sender's clock jumped back (a reboot, or a single
+         * bad timestamp far in the future before it), and dropping everything until the clock
+         * catches up would silence the device, so the window restarts as after a gap. */
+        if (d->has_last && t_ns < d->last_t_ns && d->last_t_ns - t_ns <= gap_ns) {
             result->out_of_order++;
             continue;
         }
-        if (d->has_last && t_ns - d->last_t_ns > gap_ns) {
+        if (d->has_last && t_ns < d->last_t_ns) {
+            result->clock_resets++;
+            dev_restart(d);
+        } else if (d->has_last && t_ns - d->last_t_ns > gap_ns) {
             result->gaps++;
             dev_restart(d);
         }
@@ -314,5 +321,6 @@ void dev_push(device *d, const ingest_batch *batch, int64_t gap_ns, dev_window_f
     d->samples_duplicate += (uint64_t)result->duplicate;
     d->samples_out_of_order += (uint64_t)result->out_of_order;
     d->gaps += (uint64_t)result->gaps;
+    d->clock_resets += (uint64_t)result->clock_resets;
     d->sequence_gaps += (uint64_t)result->sequence_gaps;
 }

@@ -76,6 +76,7 @@ typedef struct device {
     uint64_t samples_duplicate;
     uint64_t samples_out_of_order;
     uint64_t gaps;
+    uint64_t clock_resets;
     uint64_t sequence_gaps;
     uint64_t windows;
     uint64_t windows_dropped;
@@ -97,6 +98,7 @@ typedef struct dev_push_result {
     int duplicate;
     int out_of_order;
     int gaps;
+    int clock_resets; /* samples older than the last by more than the gap limit */
     int sequence_gaps;
 } dev_push_result;
 

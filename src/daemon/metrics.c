@@ -95,6 +95,11 @@ static void render_ingest(FILE *out, const metrics_counters *c)
            "Silences longer than stream.gap_limit_s, each of which restarted a device's window.");
     fprintf(out, "babymambad_stream_gaps_total %" PRIu64 "\n", c->stream_gaps);
 
+    family(out, "babymambad_stream_clock_resets_total", "counter",
+           "Samples older than a device's last by more than stream.gap_limit_s, each of which "
+           "restarted its window as a sender clock reset.");
+    fprintf(out, "babymambad_stream_clock_resets_total %" PRIu64 "\n", c->stream_clock_resets);
+
     family(out, "babymambad_sequence_gaps_total", "counter",
            "Messages missing according to the senders' sequence numbers.");
     fprintf(out, "babymambad_sequence_gaps_total %" PRIu64 "\n", c->sequence_gaps);

@@ -44,6 +44,7 @@ typedef struct metrics_counters {
     uint64_t samples_ingested[METRICS_TRANSPORT_COUNT];
     uint64_t samples_dropped[METRICS_SAMPLE_DROP_COUNT];
     uint64_t stream_gaps;
+    uint64_t stream_clock_resets;
     uint64_t sequence_gaps;
     uint64_t windows_classified;
     uint64_t windows_dropped[METRICS_WINDOW_DROP_COUNT];

@@ -408,8 +408,8 @@ class GoldenStreamTest(unittest.TestCase):
         status, reply = http("POST", url, channels_message(rows[:64], 0, seq=1))
         self.assertEqual((reply["accepted"], reply["duplicate"]), (0, 64))
 
-        # Samples older than the newest one are out of order.
-        status, reply = http("POST", url, channels_message(rows[:10], -20, seq=2))
+        # Samples older than the newest one, by less than the gap limit, are out of order.
+        status, reply = http("POST", url, channels_message(rows[:10], 40, seq=2))
         self.assertEqual((reply["accepted"], reply["out_of_order"]), (0, 10))
 
         # A silence longer than stream.gap_limit_s (1 s) restarts the window; seq 9 after 2 means
@@ -427,6 +427,26 @@ class GoldenStreamTest(unittest.TestCase):
         values, _ = self.daemon.metrics()
         self.assertGreaterEqual(values['babymambad_samples_dropped_total{reason="duplicate"}'], 64)
         self.assertGreaterEqual(values["babymambad_stream_gaps_total"], 1)
+
+    def test_clock_jump_back_restarts_the_window(self):
+        # One sample dated a day ahead, then the sender's normal clock: the later samples are far
+        # older than the bad one, which reads as a clock reset, so the device keeps classifying
+        # instead of dropping everything as out of order.
+        url = f"{self.daemon.url}/api/v1/devices/jump1/samples"
+        rows = self.inputs[0].tolist()
+        day = 86400 * 50  # in samples at 50 Hz
+        status, reply = http("POST", url, channels_message(rows[:1], day))
+        self.assertEqual((status, reply["accepted"]), (202, 1))
+        status, reply = http("POST", url, channels_message(rows, 0))
+        self.assertEqual((status, reply["accepted"], reply["clock_resets"], reply["out_of_order"]),
+                         (202, 128, 1, 0))
+
+        status, device = http("GET", f"{self.daemon.url}/api/v1/devices/jump1")
+        self.assertEqual(device["counters"]["clock_resets"], 1)
+        wait_until(lambda: http("GET", f"{self.daemon.url}/api/v1/devices/jump1")[1]["counters"]["windows"] == 1,
+                   what="window after the clock reset")
+        values, _ = self.daemon.metrics()
+        self.assertGreaterEqual(values["babymambad_stream_clock_resets_total"], 1)
 
     def test_slow_stream_is_rejected(self):
         rows = self.inputs[0].tolist()[:20]
