@@ -90,16 +90,16 @@ static int reserve(ingest_decoder *decoder, size_t count, size_t width, ingest_f
     if (count > decoder->sample_capacity) {
         int64_t *t_ns = realloc(decoder->t_ns, count * sizeof *t_ns);
         if (t_ns == NULL)
-            return ingest_fail(failure, INGEST_REJECT_PAYLOAD_TOO_LARGE, "out of memory for %zu samples",
-                        count);
+            return ingest_fail(failure, INGEST_REJECT_PAYLOAD_TOO_LARGE,
+                               "out of memory for %zu samples", count);
         decoder->t_ns = t_ns;
         decoder->sample_capacity = count;
     }
     if (count * width > decoder->value_capacity) {
         float *values = realloc(decoder->values, count * width * sizeof *values);
         if (values == NULL)
-            return ingest_fail(failure, INGEST_REJECT_PAYLOAD_TOO_LARGE, "out of memory for %zu samples",
-                        count);
+            return ingest_fail(failure, INGEST_REJECT_PAYLOAD_TOO_LARGE,
+                               "out of memory for %zu samples", count);
         decoder->values = values;
         decoder->value_capacity = count * width;
     }
@@ -179,23 +179,23 @@ static int read_rows(json_t *rows, const char *name, size_t count, size_t width,
         json_t *row = json_array_get(rows, i);
         if (!json_is_array(row) || json_array_size(row) != width)
             return ingest_fail(failure, INGEST_REJECT_WRONG_CHANNELS,
-                        "'%s[%zu]': expected an array of %zu numbers, found %s of %zu", name, i,
-                        width, json_is_array(row) ? "an array" : "a non-array",
-                        json_is_array(row) ? json_array_size(row) : (size_t)0);
+                               "'%s[%zu]': expected an array of %zu numbers, found %s of %zu", name,
+                               i, width, json_is_array(row) ? "an array" : "a non-array",
+                               json_is_array(row) ? json_array_size(row) : (size_t)0);
 
         for (size_t c = 0; c < width; c++) {
             json_t *item = json_array_get(row, c);
             if (!json_is_number(item))
                 return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
-                            "'%s[%zu][%zu]': expected a number", name, i, c);
+                                   "'%s[%zu][%zu]': expected a number", name, i, c);
             double value = json_number_value(item) * scale;
             if (!isfinite(value))
                 return ingest_fail(failure, INGEST_REJECT_NON_FINITE,
-                            "'%s[%zu][%zu]': value %g is not finite", name, i, c, value);
+                                   "'%s[%zu][%zu]': value %g is not finite", name, i, c, value);
             if (fabs(value) > INGEST_MAX_ABS_VALUE)
                 return ingest_fail(failure, INGEST_REJECT_OUT_OF_RANGE,
-                            "'%s[%zu][%zu]': value %g is outside +-%g", name, i, c, value,
-                            INGEST_MAX_ABS_VALUE);
+                                   "'%s[%zu][%zu]': value %g is outside +-%g", name, i, c, value,
+                                   INGEST_MAX_ABS_VALUE);
             values[i * stride + offset + c] = (float)value;
         }
     }
@@ -216,8 +216,8 @@ static int read_units(json_t *root, const ingest_expect *expect, double *acc_sca
         return ingest_fail(failure, INGEST_REJECT_INVALID_UNITS, "'units': expected an object");
     if (expect->kind == INGEST_KIND_CHANNELS)
         return ingest_fail(failure, INGEST_REJECT_INVALID_UNITS,
-                    "'units': applies to acc and gyro only, and this model takes 'channels' "
-                    "already in its own units");
+                           "'units': applies to acc and gyro only, and this model takes 'channels' "
+                           "already in its own units");
 
     const char *key;
     json_t *value;
@@ -234,15 +234,16 @@ static int read_units(json_t *root, const ingest_expect *expect, double *acc_sca
             *gyro_scale = DEGREES_TO_RADIANS;
         } else if (strcmp(key, "acc") == 0) {
             return ingest_fail(failure, INGEST_REJECT_INVALID_UNITS,
-                        "'units.acc': invalid value \"%s\"; expected \"g\" or \"m/s2\"",
-                        text != NULL ? text : "(not a string)");
+                               "'units.acc': invalid value \"%s\"; expected \"g\" or \"m/s2\"",
+                               text != NULL ? text : "(not a string)");
         } else if (strcmp(key, "gyro") == 0) {
-            return ingest_fail(failure, INGEST_REJECT_INVALID_UNITS,
-                        "'units.gyro': invalid value \"%s\"; expected \"rad/s\" or \"deg/s\"",
-                        text != NULL ? text : "(not a string)");
+            return ingest_fail(
+                failure, INGEST_REJECT_INVALID_UNITS,
+                "'units.gyro': invalid value \"%s\"; expected \"rad/s\" or \"deg/s\"",
+                text != NULL ? text : "(not a string)");
         } else {
             return ingest_fail(failure, INGEST_REJECT_INVALID_UNITS,
-                        "'units.%s': unknown sensor; expected \"acc\" or \"gyro\"", key);
+                               "'units.%s': unknown sensor; expected \"acc\" or \"gyro\"", key);
         }
     }
     return 0;
@@ -268,17 +269,19 @@ static int read_times(json_t *root, size_t count, int64_t *t_ns, ingest_failure 
     int given = (t0 != NULL) + (t0_ns != NULL) + (t != NULL) + (t_ns_array != NULL);
     if (given == 0)
         return ingest_fail(failure, INGEST_REJECT_MISSING_FIELD,
-                    "missing timestamps: expected one of 't0' or 't0_ns' with 'rate_hz', or "
-                    "'t' or 't_ns' per sample");
+                           "missing timestamps: expected one of 't0' or 't0_ns' with 'rate_hz', or "
+                           "'t' or 't_ns' per sample");
     if (given > 1)
-        return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
-                    "conflicting timestamps: expected exactly one of 't0', 't0_ns', 't', 't_ns'");
+        return ingest_fail(
+            failure, INGEST_REJECT_INVALID_FIELD,
+            "conflicting timestamps: expected exactly one of 't0', 't0_ns', 't', 't_ns'");
 
     if (t0 != NULL || t0_ns != NULL) {
         json_t *rate = json_object_get(root, "rate_hz");
         if (rate == NULL)
             return ingest_fail(failure, INGEST_REJECT_MISSING_FIELD,
-                        "missing 'rate_hz': required with '%s'", t0 != NULL ? "t0" : "t0_ns");
+                               "missing 'rate_hz': required with '%s'",
+                               t0 != NULL ? "t0" : "t0_ns");
         if (!json_is_number(rate))
             return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
                                "'rate_hz': expected a number, found %s",
@@ -292,8 +295,7 @@ static int read_times(json_t *root, size_t count, int64_t *t_ns, ingest_failure 
         int64_t start;
         if (t0 != NULL) {
             double seconds = json_number_value(t0);
-            if (!json_is_number(t0) || !isfinite(seconds) ||
-                fabs(seconds) > INGEST_MAX_ABS_TIME_S)
+            if (!json_is_number(t0) || !isfinite(seconds) || fabs(seconds) > INGEST_MAX_ABS_TIME_S)
                 return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
                                    "'t0': expected a number of seconds within +-%g",
                                    INGEST_MAX_ABS_TIME_S);
@@ -301,7 +303,7 @@ static int read_times(json_t *root, size_t count, int64_t *t_ns, ingest_failure 
         } else {
             if (!json_is_integer(t0_ns))
                 return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
-                            "'t0_ns': expected an integer number of nanoseconds");
+                                   "'t0_ns': expected an integer number of nanoseconds");
             start = json_integer_value(t0_ns);
         }
 
@@ -323,8 +325,8 @@ static int read_times(json_t *root, size_t count, int64_t *t_ns, ingest_failure 
     const char *name = t != NULL ? "t" : "t_ns";
     if (!json_is_array(array) || json_array_size(array) != count)
         return ingest_fail(failure, INGEST_REJECT_LENGTH_MISMATCH,
-                    "'%s': expected an array of %zu timestamps, one per sample, found %zu", name,
-                    count, json_is_array(array) ? json_array_size(array) : (size_t)0);
+                           "'%s': expected an array of %zu timestamps, one per sample, found %zu",
+                           name, count, json_is_array(array) ? json_array_size(array) : (size_t)0);
 
     for (size_t i = 0; i < count; i++) {
         json_t *item = json_array_get(array, i);
@@ -340,7 +342,7 @@ static int read_times(json_t *root, size_t count, int64_t *t_ns, ingest_failure 
             /* Integers only: a float cannot hold nanoseconds since 1970 exactly. */
             if (!json_is_integer(item))
                 return ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
-                            "'t_ns[%zu]': expected an integer number of nanoseconds", i);
+                                   "'t_ns[%zu]': expected an integer number of nanoseconds", i);
             t_ns[i] = json_integer_value(item);
             if (check_time(t_ns[i], "t_ns", i, failure) != 0)
                 return -1;
@@ -355,8 +357,9 @@ static int decode_json(ingest_decoder *decoder, const void *payload, size_t size
     json_error_t json_error;
     json_t *root = json_loadb(payload, size, JSON_REJECT_DUPLICATES, &json_error);
     if (root == NULL)
-        return ingest_fail(failure, INGEST_REJECT_INVALID_JSON, "invalid JSON at line %d column %d: %s",
-                    json_error.line, json_error.column, json_error.text);
+        return ingest_fail(failure, INGEST_REJECT_INVALID_JSON,
+                           "invalid JSON at line %d column %d: %s", json_error.line,
+                           json_error.column, json_error.text);
 
     int status = -1;
     if (!json_is_object(root)) {
@@ -369,7 +372,8 @@ static int decode_json(ingest_decoder *decoder, const void *payload, size_t size
     batch->seq = 0;
     if (seq != NULL) {
         if (!json_is_integer(seq) || json_integer_value(seq) < 0) {
-            ingest_fail(failure, INGEST_REJECT_INVALID_FIELD, "'seq': expected a non-negative integer");
+            ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
+                        "'seq': expected a non-negative integer");
             goto done;
         }
         batch->seq = json_integer_value(seq);
@@ -389,23 +393,23 @@ static int decode_json(ingest_decoder *decoder, const void *payload, size_t size
     if (expect->kind == INGEST_KIND_IMU) {
         if (channels != NULL) {
             ingest_fail(failure, INGEST_REJECT_WRONG_CHANNELS,
-                 "'channels': this model takes raw 'acc' and 'gyro' samples");
+                        "'channels': this model takes raw 'acc' and 'gyro' samples");
             goto done;
         }
         if (acc == NULL || gyro == NULL) {
-            ingest_fail(failure, INGEST_REJECT_MISSING_FIELD, "missing '%s': expected an array of [x,y,z]",
-                 acc == NULL ? "acc" : "gyro");
+            ingest_fail(failure, INGEST_REJECT_MISSING_FIELD,
+                        "missing '%s': expected an array of [x,y,z]", acc == NULL ? "acc" : "gyro");
             goto done;
         }
         if (!json_is_array(acc) || !json_is_array(gyro)) {
             ingest_fail(failure, INGEST_REJECT_INVALID_FIELD, "'%s': expected an array of [x,y,z]",
-                 !json_is_array(acc) ? "acc" : "gyro");
+                        !json_is_array(acc) ? "acc" : "gyro");
             goto done;
         }
         if (json_array_size(acc) != json_array_size(gyro)) {
             ingest_fail(failure, INGEST_REJECT_LENGTH_MISMATCH,
-                 "'acc' has %zu samples but 'gyro' has %zu; expected the same count",
-                 json_array_size(acc), json_array_size(gyro));
+                        "'acc' has %zu samples but 'gyro' has %zu; expected the same count",
+                        json_array_size(acc), json_array_size(gyro));
             goto done;
         }
         count = json_array_size(acc);
@@ -413,17 +417,19 @@ static int decode_json(ingest_decoder *decoder, const void *payload, size_t size
     } else {
         if (acc != NULL || gyro != NULL) {
             ingest_fail(failure, INGEST_REJECT_WRONG_CHANNELS,
-                 "'%s': this model takes 'channels' of %d values per sample",
-                 acc != NULL ? "acc" : "gyro", expect->n_channels);
+                        "'%s': this model takes 'channels' of %d values per sample",
+                        acc != NULL ? "acc" : "gyro", expect->n_channels);
             goto done;
         }
         if (channels == NULL) {
             ingest_fail(failure, INGEST_REJECT_MISSING_FIELD,
-                 "missing 'channels': expected an array of rows of %d values", expect->n_channels);
+                        "missing 'channels': expected an array of rows of %d values",
+                        expect->n_channels);
             goto done;
         }
         if (!json_is_array(channels)) {
-            ingest_fail(failure, INGEST_REJECT_INVALID_FIELD, "'channels': expected an array of rows");
+            ingest_fail(failure, INGEST_REJECT_INVALID_FIELD,
+                        "'channels': expected an array of rows");
             goto done;
         }
         count = json_array_size(channels);
@@ -431,8 +437,8 @@ static int decode_json(ingest_decoder *decoder, const void *payload, size_t size
     }
 
     if (count == 0 || count > INGEST_MAX_SAMPLES) {
-        ingest_fail(failure, INGEST_REJECT_LENGTH_MISMATCH, "%zu samples in one message; expected 1 to %d",
-             count, INGEST_MAX_SAMPLES);
+        ingest_fail(failure, INGEST_REJECT_LENGTH_MISMATCH,
+                    "%zu samples in one message; expected 1 to %d", count, INGEST_MAX_SAMPLES);
         goto done;
     }
     if (reserve(decoder, count, width, failure) != 0)
@@ -484,8 +490,8 @@ static int decode_binary(ingest_decoder *decoder, const unsigned char *p, size_t
 {
     if (size < INGEST_BINARY_HEADER_SIZE)
         return ingest_fail(failure, INGEST_REJECT_INVALID_BINARY,
-                    "binary message of %zu bytes is shorter than the %d-byte header", size,
-                    INGEST_BINARY_HEADER_SIZE);
+                           "binary message of %zu bytes is shorter than the %d-byte header", size,
+                           INGEST_BINARY_HEADER_SIZE);
 
     unsigned version = p[4];
     unsigned kind = p[5];
@@ -498,31 +504,33 @@ static int decode_binary(ingest_decoder *decoder, const unsigned char *p, size_t
 
     if (version != INGEST_BINARY_VERSION)
         return ingest_fail(failure, INGEST_REJECT_INVALID_BINARY,
-                    "binary version %u is not supported; expected %d", version,
-                    INGEST_BINARY_VERSION);
+                           "binary version %u is not supported; expected %d", version,
+                           INGEST_BINARY_VERSION);
     if (flags & ~0x0fu)
         return ingest_fail(failure, INGEST_REJECT_INVALID_BINARY,
-                    "binary flags 0x%02x has unknown bits; expected only bits 0x0f", flags);
+                           "binary flags 0x%02x has unknown bits; expected only bits 0x0f", flags);
 
     unsigned expected_kind =
         expect->kind == INGEST_KIND_IMU ? INGEST_BINARY_KIND_IMU : INGEST_BINARY_KIND_CHANNELS;
     unsigned expected_width = expect->kind == INGEST_KIND_IMU ? 6u : (unsigned)expect->n_channels;
     if (kind != expected_kind || width != expected_width)
-        return ingest_fail(failure, INGEST_REJECT_WRONG_CHANNELS,
-                    "binary kind %u with %u values per frame; this model expects kind %u with %u",
-                    kind, width, expected_kind, expected_width);
+        return ingest_fail(
+            failure, INGEST_REJECT_WRONG_CHANNELS,
+            "binary kind %u with %u values per frame; this model expects kind %u with %u", kind,
+            width, expected_kind, expected_width);
     if (expect->kind == INGEST_KIND_CHANNELS &&
         (flags & (INGEST_BINARY_ACC_MS2 | INGEST_BINARY_GYRO_DEG)))
         return ingest_fail(failure, INGEST_REJECT_INVALID_UNITS,
-                    "binary unit flags apply to kind 1 (IMU) only");
+                           "binary unit flags apply to kind 1 (IMU) only");
 
     int timestamps = (flags & INGEST_BINARY_TIMESTAMPS) != 0;
     size_t frame_size = (size_t)width * 4 + (timestamps ? 4 : 0);
     if (count == 0 || size != INGEST_BINARY_HEADER_SIZE + count * frame_size)
-        return ingest_fail(failure, INGEST_REJECT_LENGTH_MISMATCH,
-                    "binary message of %zu bytes with %zu frames of %zu bytes; expected %zu bytes "
-                    "and at least one frame",
-                    size, count, frame_size, INGEST_BINARY_HEADER_SIZE + count * frame_size);
+        return ingest_fail(
+            failure, INGEST_REJECT_LENGTH_MISMATCH,
+            "binary message of %zu bytes with %zu frames of %zu bytes; expected %zu bytes "
+            "and at least one frame",
+            size, count, frame_size, INGEST_BINARY_HEADER_SIZE + count * frame_size);
     if (p[10] != 0 || p[11] != 0)
         return ingest_fail(failure, INGEST_REJECT_INVALID_BINARY,
                            "binary header bytes 10-11 are reserved and must be 0");
@@ -559,11 +567,11 @@ static int decode_binary(ingest_decoder *decoder, const unsigned char *p, size_t
                 value *= c < 3 ? acc_scale : gyro_scale;
             if (!isfinite(value))
                 return ingest_fail(failure, INGEST_REJECT_NON_FINITE,
-                            "binary frame %zu value %u is not finite", i, c);
+                                   "binary frame %zu value %u is not finite", i, c);
             if (fabs(value) > INGEST_MAX_ABS_VALUE)
                 return ingest_fail(failure, INGEST_REJECT_OUT_OF_RANGE,
-                            "binary frame %zu value %u (%g) is outside +-%g", i, c, value,
-                            INGEST_MAX_ABS_VALUE);
+                                   "binary frame %zu value %u (%g) is outside +-%g", i, c, value,
+                                   INGEST_MAX_ABS_VALUE);
             decoder->values[i * width + c] = (float)value;
         }
     }
