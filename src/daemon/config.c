@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
 #include <jansson.h>
 
 #include "log.h"
@@ -156,7 +157,10 @@ static void describe_expected(const cfg_key *key, char *out, size_t out_size)
 {
     switch (key->type) {
     case CFG_STRING:
-        snprintf(out, out_size, "a non-empty string");
+        if (strcmp(key->key, "mqtt.uri") == 0)
+            snprintf(out, out_size, "\"none\" or tcp://HOST[:PORT]");
+        else
+            snprintf(out, out_size, "a non-empty string");
         break;
     case CFG_INT:
         snprintf(out, out_size, "an integer from %.0f to %.0f", key->min, key->max);
@@ -178,10 +182,47 @@ static void describe_expected(const cfg_key *key, char *out, size_t out_size)
 }
 
 /* Checks the value of a string key beyond non-emptiness. Returns NULL or the reason. */
+/* Returns why an MQTT broker URI cannot be used, or NULL: it must be "none" or
+ * tcp://HOST[:PORT] (mqtt:// is the same), with a port from 1 to 65535 when one is given. */
+static const char *check_mqtt_uri(const char *uri)
+{
+    if (strcmp(uri, "none") == 0)
+        return NULL;
+
+    const char *rest;
+    if (strncmp(uri, "tcp://", 6) == 0)
+        rest = uri + 6;
+    else if (strncmp(uri, "mqtt://", 7) == 0)
+        rest = uri + 7;
+    else if (strncmp(uri, "ssl://", 6) == 0 || strncmp(uri, "mqtts://", 8) == 0)
+        /* TODO: TLS to the broker (certificates and keys in the config) is not implemented. */
+        return "uses TLS, which babymambad does not support yet";
+    else
+        return "has no tcp:// or mqtt:// scheme";
+
+    const char *colon = strrchr(rest, ':');
+    const char *bracket = strrchr(rest, ']');
+    if (colon != NULL && bracket != NULL && colon < bracket)
+        colon = NULL; /* the colon is inside an IPv6 address */
+    size_t host_length = colon != NULL ? (size_t)(colon - rest) : strlen(rest);
+    if (host_length == 0)
+        return "has no host";
+    if (colon == NULL)
+        return NULL;
+
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end != '\0' || port < 1 || port > 65535)
+        return "has a port outside 1 to 65535";
+    return NULL;
+}
+
 static const char *check_string(const cfg_key *key, const char *text)
 {
     if (text[0] == '\0')
         return "empty";
+    if (strcmp(key->key, "mqtt.uri") == 0)
+        return check_mqtt_uri(text);
     if (strcmp(key->key, "mqtt.topic_filter") == 0 && strchr(text, '+') == NULL)
         return "has no '+' level to take the device id from";
     if (strcmp(key->key, "mqtt.topic_prefix") == 0 &&
@@ -383,11 +424,24 @@ static int apply_object(cfg_config *config, json_t *object, const char *prefix, 
 
 int cfg_load_file(cfg_config *config, const char *path, char *errors, size_t errors_size)
 {
+    struct stat info;
+    if (stat(path, &info) != 0) {
+        append_error(errors, errors_size, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(info.st_mode)) {
+        append_error(errors, errors_size, "%s: not a regular file", path);
+        return -1;
+    }
+
     json_error_t json_error;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &json_error);
     if (root == NULL) {
-        append_error(errors, errors_size, "%s:%d:%d: %s", path, json_error.line, json_error.column,
-                     json_error.text);
+        if (json_error.line > 0)
+            append_error(errors, errors_size, "%s:%d:%d: %s", path, json_error.line,
+                         json_error.column, json_error.text);
+        else
+            append_error(errors, errors_size, "%s: %s", path, json_error.text);
         return -1;
     }
 

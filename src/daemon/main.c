@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "babymamba/model.h"
 #include "daemon.h"
 
 static void usage(FILE *out)
@@ -28,6 +29,21 @@ static void usage(FILE *out)
                  "  --check-config     validate the config, print the effective values and exit\n"
                  "  --version          print the version and exit\n"
                  "  --help             print this help and exit\n");
+}
+
+/* Loads the configured model as the daemon would, so --check-config also catches a missing,
+ * corrupt or incompatible model file. Returns 0 when it loads. */
+static int check_model(const char *path)
+{
+    bm_model *model = NULL;
+    bm_error error;
+    bm_error_clear(&error);
+    if (bm_model_load(path, &model, &error) != BM_OK) {
+        fprintf(stderr, "babymambad: invalid configuration: key 'model': %s\n", error.message);
+        return -1;
+    }
+    bm_model_destroy(model);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -128,6 +144,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "babymambad: invalid configuration%s%s:\n%s",
                     config_path != NULL ? " in " : "", config_path != NULL ? config_path : "",
                     errors);
+            status = 2;
+        } else if (check_model(config.model_path) != 0) {
             status = 2;
         } else {
             char *text = cfg_to_json(&config);

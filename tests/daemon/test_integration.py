@@ -739,12 +739,30 @@ class LifecycleTest(unittest.TestCase):
         self.assertIn("unknown key 'colour'", result.stderr)
         self.assertIn("key 'http.listen'", result.stderr)
 
-        result = subprocess.run([DAEMON, "--check-config", "--mqtt", "none", "--http", "[::1]:9000"],
-                                capture_output=True, text=True)
+        result = subprocess.run([DAEMON, "--check-config", "--mqtt", "none", "--http", "[::1]:9000",
+                                 "--model", MODEL], capture_output=True, text=True)
         self.assertEqual(result.returncode, 0, result.stderr)
         effective = json.loads(result.stdout)
         self.assertEqual(effective["mqtt"]["uri"], "none")
         self.assertEqual(effective["http"]["listen"], "[::1]:9000")
+
+        # Broker URIs the daemon could not use, and a model it could not load, fail the check.
+        for uri, why in (("garbage", "no tcp://"), ("tcp://127.0.0.1:99999", "port outside"),
+                         ("ssl://127.0.0.1:8883", "TLS"), ("tcp://:1883", "no host")):
+            result = subprocess.run([DAEMON, "--check-config", "--mqtt", uri, "--model", MODEL],
+                                    capture_output=True, text=True)
+            self.assertEqual(result.returncode, 2, uri)
+            self.assertIn("key 'mqtt.uri'", result.stderr)
+            self.assertIn(why, result.stderr)
+        for model in ("/nonexistent/model.safetensors", path):
+            result = subprocess.run([DAEMON, "--check-config", "--mqtt", "none", "--model", model],
+                                    capture_output=True, text=True)
+            self.assertEqual(result.returncode, 2, model)
+            self.assertIn("key 'model'", result.stderr)
+        result = subprocess.run([DAEMON, "--check-config", "--config", self.workdir], capture_output=True,
+                                text=True)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("not a regular file", result.stderr)
 
 
 if __name__ == "__main__":
