@@ -34,6 +34,9 @@ size_t bm_ctx_workspace_bytes(const bm_ctx *ctx);
  * window contains NaN or infinity. */
 bm_status bm_ctx_run(bm_ctx *ctx, const float *window, float *logits, float *probabilities,
                      bm_error *error);
+/* NOTE: every call recomputes the whole window. With the usual hop of half a window, the stem and
+ * patch tokens of the overlapping half could be reused from the previous call of the same stream;
+ * that needs a per-stream token cache and is not implemented yet. */
 
 /* Normalises a window in place with the model's per-channel mean and standard deviation. */
 void bm_model_normalize(const bm_model *model, float *window);

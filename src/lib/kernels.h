@@ -1,7 +1,8 @@
 /*
- * The numeric kernels of the forward pass. They are plain loops over row-major float arrays,
- * written to read like the equations; a later vectorised version can replace a kernel behind the
- * same signature. None of them allocates.
+ * The numeric kernels of the forward pass. They are plain loops over contiguous float arrays,
+ * written to read like the equations and shaped so that the compiler vectorises their inner
+ * loops. An int8 or hand-vectorised version can replace a kernel behind the same signature.
+ * None of them allocates.
  */
 #ifndef BM_KERNELS_H
 #define BM_KERNELS_H
