@@ -8,9 +8,11 @@
  */
 #include "http.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +25,38 @@
 /* Connections served at once; more wait in the listen backlog. */
 #define HTTP_CONNECTION_LIMIT 256
 
+/* Connections one client address may hold at once. Half of the limit leaves the other half to
+ * everyone else when one client opens connections without finishing its requests. A reverse
+ * proxy in front of the daemon counts as one client. */
+#define HTTP_PER_IP_CONNECTION_LIMIT (HTTP_CONNECTION_LIMIT / 2)
+
 /* Seconds of inactivity after which a connection is closed. */
 #define HTTP_CONNECTION_TIMEOUT_S 30
 
+/* Seconds a request's headers may take to arrive, counted from the connection's start or from
+ * the end of its previous request. The inactivity timeout alone restarts with every byte, so a
+ * client sending one header line every few seconds could hold a connection forever. */
+#define HTTP_HEADER_DEADLINE_S 5
+
+/* Seconds a whole request, body included, may take to arrive from the same start. A body of
+ * http.max_body_bytes (1 MiB by default) then needs about 35 KB/s. */
+#define HTTP_REQUEST_DEADLINE_S 30
+
+/* One open connection, tracked from libmicrohttpd's connection notifications so that the loop
+ * can enforce the deadlines above. */
+typedef struct tracked_connection {
+    struct MHD_Connection *connection;
+    uint64_t request_start_ms; /* connection start, or end of the previous request */
+    int headers_received;
+    int request_received; /* the handler ran; the response is being sent */
+    int cut;              /* the socket was shut down for a missed deadline */
+    struct tracked_connection *prev;
+    struct tracked_connection *next;
+} tracked_connection;
+
 struct http_server {
     struct MHD_Daemon *daemon;
+    uv_loop_t *loop;
     uv_poll_t poll;
     uv_timer_t timer;
     int open_handles;
@@ -35,6 +64,10 @@ struct http_server {
     http_handler handler;
     void *user;
     int port;
+    tracked_connection *connections;
+    int closed_in_run; /* connections closed during the current MHD_run */
+    log_limit cut_log_limit;
+    log_limit mhd_log_limit;
 };
 
 /* Per-request state between the calls of the access handler. */
@@ -48,11 +81,18 @@ typedef struct request_state {
 
 static void drive(http_server *server);
 
-/* Routes libmicrohttpd's diagnostics into the daemon's logger. */
+/* Routes libmicrohttpd's diagnostics into the daemon's logger. Clients can cause one line per
+ * connection ("Server reached connection limit", "closed by remote side"), so the lines share
+ * one rate limit. */
 static void on_mhd_log(void *cls, const char *format, va_list args)
 {
-    (void)cls;
+    http_server *server = cls;
     if (!log_enabled(LOG_LEVEL_WARN))
+        return;
+
+    uint32_t suppressed = 0;
+    if (server->loop != NULL &&
+        !log_limit_allow(&server->mhd_log_limit, uv_now(server->loop), &suppressed))
         return;
 
     char message[512];
@@ -60,7 +100,114 @@ static void on_mhd_log(void *cls, const char *format, va_list args)
     size_t length = strlen(message);
     while (length > 0 && message[length - 1] == '\n')
         message[--length] = '\0';
-    log_write(LOG_LEVEL_WARN, "microhttpd", "%s", message);
+    if (suppressed > 0)
+        log_write(LOG_LEVEL_WARN, "microhttpd", "%s (%u similar lines suppressed)", message,
+                  suppressed);
+    else
+        log_write(LOG_LEVEL_WARN, "microhttpd", "%s", message);
+}
+
+/* Returns the tracking record of connection, or NULL when it has none (out of memory at its
+ * start). */
+static tracked_connection *find_tracked(struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info != NULL ? info->socket_context : NULL;
+}
+
+/* Keeps the list of open connections that deadline checks walk. */
+static void on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    http_server *server = cls;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        tracked_connection *tracked = calloc(1, sizeof *tracked);
+        if (tracked == NULL) {
+            LOG_WARN("http",
+                     "out of memory for a connection record; its deadlines are not enforced");
+            return;
+        }
+        tracked->connection = connection;
+        tracked->request_start_ms = uv_now(server->loop);
+        tracked->next = server->connections;
+        if (server->connections != NULL)
+            server->connections->prev = tracked;
+        server->connections = tracked;
+        *socket_context = tracked;
+        return;
+    }
+
+    server->closed_in_run++;
+    tracked_connection *tracked = *socket_context;
+    if (tracked == NULL)
+        return;
+    if (tracked->prev != NULL)
+        tracked->prev->next = tracked->next;
+    else
+        server->connections = tracked->next;
+    if (tracked->next != NULL)
+        tracked->next->prev = tracked->prev;
+    free(tracked);
+    *socket_context = NULL;
+}
+
+static void describe_peer(struct MHD_Connection *connection, char *text, size_t size)
+{
+    snprintf(text, size, "?");
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (info == NULL || info->client_addr == NULL)
+        return;
+
+    const struct sockaddr *address = info->client_addr;
+    if (address->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)address)->sin_addr, text,
+                  (socklen_t)size);
+    else if (address->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)address)->sin6_addr, text,
+                  (socklen_t)size);
+}
+
+/* Shuts down the sockets of requests that missed a deadline and returns the time in ms until the
+ * next deadline, or UINT64_MAX when no request is waiting. libmicrohttpd has no call that closes
+ * a connection from outside a handler, but it treats the shut-down socket as closed by the peer at
+ * its next run and frees the connection then. */
+static uint64_t enforce_deadlines(http_server *server)
+{
+    uint64_t now = uv_now(server->loop);
+    uint64_t next = UINT64_MAX;
+
+    for (tracked_connection *t = server->connections; t != NULL; t = t->next) {
+        if (t->cut || t->request_received)
+            continue;
+        uint64_t limit_s = t->headers_received ? HTTP_REQUEST_DEADLINE_S : HTTP_HEADER_DEADLINE_S;
+        uint64_t deadline = t->request_start_ms + limit_s * 1000;
+        if (now < deadline) {
+            if (deadline - now < next)
+                next = deadline - now;
+            continue;
+        }
+
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(t->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (info == NULL)
+            continue;
+        shutdown(info->connect_fd, SHUT_RDWR);
+        t->cut = 1;
+
+        uint32_t suppressed = 0;
+        if (log_limit_allow(&server->cut_log_limit, now, &suppressed)) {
+            char peer[INET6_ADDRSTRLEN];
+            describe_peer(t->connection, peer, sizeof peer);
+            LOG_WARN("http",
+                     "closed a connection from %s: its request %s did not arrive within %d s "
+                     "(%u similar lines suppressed)",
+                     peer, t->headers_received ? "body" : "headers", (int)limit_s, suppressed);
+        }
+    }
+    return next;
 }
 
 static int append_body(request_state *state, const char *data, size_t size)
@@ -114,6 +261,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
 
     request_state *state = *request_cls;
     if (state == NULL) {
+        tracked_connection *tracked = find_tracked(connection);
+        if (tracked != NULL)
+            tracked->headers_received = 1;
+
         state = calloc(1, sizeof *state);
         if (state == NULL)
             return MHD_NO;
@@ -141,6 +292,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
         .body_limit = state->limit,
         .body_too_large = state->too_large,
     };
+    tracked_connection *tracked = find_tracked(connection);
+    if (tracked != NULL)
+        tracked->request_received = 1;
+
     http_response response = {.status = 500, .content_type = "text/plain"};
     server->handler(server->user, &request, &response);
     return queue(connection, &response);
@@ -149,9 +304,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *connection, c
 static void on_completed(void *cls, struct MHD_Connection *connection, void **request_cls,
                          enum MHD_RequestTerminationCode code)
 {
-    (void)cls;
-    (void)connection;
+    http_server *server = cls;
     (void)code;
+
+    /* A kept-alive connection starts its next request now, so its deadlines restart. */
+    tracked_connection *tracked = find_tracked(connection);
+    if (tracked != NULL) {
+        tracked->request_start_ms = uv_now(server->loop);
+        tracked->headers_received = 0;
+        tracked->request_received = 0;
+    }
 
     request_state *state = *request_cls;
     if (state == NULL)
@@ -173,14 +335,29 @@ static void on_timer(uv_timer_t *timer)
     drive(timer->data);
 }
 
-/* Lets libmicrohttpd do its pending work, then arms the timer for its next deadline. */
+/* Lets libmicrohttpd do its pending work, enforces the request deadlines, then arms the timer
+ * for the earliest of libmicrohttpd's timeout and the next deadline.
+ *
+ * libmicrohttpd 0.9.75 takes its listen socket out of its epoll set while it has
+ * HTTP_CONNECTION_LIMIT connections, and puts it back only at the start of a later MHD_run.
+ * Connections close at the end of a run, and once they are gone nothing in the epoll set may
+ * become ready again, so waiting for the descriptor alone would never accept the clients
+ * queued in the backlog. A run that closed connections is therefore followed by another one on
+ * the next loop iteration. */
 static void drive(http_server *server)
 {
+    server->closed_in_run = 0;
     MHD_run(server->daemon);
+    uint64_t wait_ms = enforce_deadlines(server);
 
     MHD_UNSIGNED_LONG_LONG timeout_ms = 0;
-    if (MHD_get_timeout(server->daemon, &timeout_ms) == MHD_YES)
-        uv_timer_start(&server->timer, on_timer, timeout_ms, 0);
+    if (MHD_get_timeout(server->daemon, &timeout_ms) == MHD_YES && timeout_ms < wait_ms)
+        wait_ms = timeout_ms;
+    if (server->closed_in_run > 0)
+        wait_ms = 0;
+
+    if (wait_ms != UINT64_MAX)
+        uv_timer_start(&server->timer, on_timer, wait_ms, 0);
     else
         uv_timer_stop(&server->timer);
 }
@@ -253,6 +430,7 @@ http_server *http_create(uv_loop_t *loop, const char *listen, size_t max_body, h
         snprintf(error, error_size, "out of memory");
         return NULL;
     }
+    server->loop = loop;
     server->max_body = max_body;
     server->handler = handler;
     server->user = user;
@@ -266,7 +444,9 @@ http_server *http_create(uv_loop_t *loop, const char *listen, size_t max_body, h
     server->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, server, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, server,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&address, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, server, MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTION_LIMIT,
+        on_completed, server, MHD_OPTION_NOTIFY_CONNECTION, on_connection, server,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTION_LIMIT,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_IP_CONNECTION_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
     if (server->daemon == NULL) {
         snprintf(error, error_size,

@@ -80,6 +80,16 @@ def http(method, url, body=None, content_type="application/json"):
     return status, json.loads(text) if kind.startswith("application/json") else text
 
 
+def http_quick(method, url):
+    """Return the status of one request, which times out after 1 s."""
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=1) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def wait_until(predicate, timeout=10.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -767,3 +777,75 @@ class LifecycleTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
+
+
+class HttpConnectionLimitTest(unittest.TestCase):
+    """HTTP under more connections than the daemon serves at once (256), with MQTT off."""
+
+    # The daemon's constants in src/daemon/http.c.
+    CONNECTION_LIMIT = 256
+    HEADER_DEADLINE_S = 5
+
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix="babymambad-test-")
+        self.daemon = Daemon(self.workdir, None)
+
+    def tearDown(self):
+        self.daemon.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def open_partial_requests(self, count):
+        """Open count connections that each send a request line and one header, and no more.
+
+        They come from three loopback addresses, because one address may hold only half of the
+        daemon's connections."""
+        sockets = []
+        for i in range(count):
+            s = socket.socket()
+            s.settimeout(2)
+            s.bind((f"127.0.0.{2 + i % 3}", 0))
+            s.connect(("127.0.0.1", self.daemon.http_port))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: babymambad\r\n")
+            sockets.append(s)
+        return sockets
+
+    def healthz_responds(self):
+        try:
+            return http_quick("GET", self.daemon.url + "/healthz") == 200
+        except OSError:
+            return False
+
+    def test_http_recovers_after_connection_flood(self):
+        sockets = self.open_partial_requests(self.CONNECTION_LIMIT + 64)
+        try:
+            # Shorter than the header deadline, so that the connections close by themselves.
+            time.sleep(2)
+        finally:
+            for s in sockets:
+                s.close()
+        wait_until(self.healthz_responds, timeout=3, what="/healthz after the connections closed")
+        self.assertEqual(http("GET", self.daemon.url + "/readyz")[0], 200)
+
+    def test_slow_headers_are_cut_off(self):
+        with socket.create_connection(("127.0.0.1", self.daemon.http_port), timeout=2) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")
+            start = time.monotonic()
+            closed_after = None
+            # One header line per second keeps the inactivity timeout from ever expiring.
+            for line in range(3 * self.HEADER_DEADLINE_S):
+                try:
+                    s.sendall(f"X-Slow-{line}: 1\r\n".encode())
+                    s.settimeout(1)
+                    if s.recv(4096) == b"":
+                        closed_after = time.monotonic() - start
+                        break
+                except socket.timeout:
+                    continue
+                except OSError:
+                    closed_after = time.monotonic() - start
+                    break
+        self.assertIsNotNone(closed_after, "the slow request was never closed")
+        self.assertGreaterEqual(closed_after, self.HEADER_DEADLINE_S - 1)
+        self.assertLess(closed_after, self.HEADER_DEADLINE_S + 2)
+        self.assertIn("did not arrive within 5 s", self.daemon.log_text())
+        self.assertTrue(self.healthz_responds())
