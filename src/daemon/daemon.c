@@ -107,6 +107,7 @@ static void reject(daemon_state *state, device *d, const char *device_id,
 static void on_window(void *user, device *d, int64_t start_ns, int64_t end_ns)
 {
     daemon_state *state = user;
+    state->windows_completed++;
 
     runner_job *job = runner_job_acquire(state->runner);
     if (job == NULL) {
@@ -152,10 +153,11 @@ int daemon_ingest(daemon_state *state, metrics_transport transport, const char *
 
     device *d = NULL;
     if (!ingest_device_id_valid(device_id, strlen(device_id))) {
-        ingest_fail(failure, INGEST_REJECT_INVALID_DEVICE_ID,
-                  "device id \"%.80s\" is invalid; expected 1 to 64 characters of [A-Za-z0-9._-], "
-                    "not '.' or '..'",
-                  device_id);
+        ingest_fail(
+            failure, INGEST_REJECT_INVALID_DEVICE_ID,
+            "device id \"%.80s\" is invalid; expected 1 to 64 characters of [A-Za-z0-9._-], "
+            "not '.' or '..'",
+            device_id);
         goto rejected;
     }
     d = dev_find(state->devices, device_id);
@@ -164,8 +166,8 @@ int daemon_ingest(daemon_state *state, metrics_transport transport, const char *
                                              : (size_t)state->config.http_max_body_bytes;
     if (oversize > 0 || size > limit) {
         ingest_fail(failure, INGEST_REJECT_PAYLOAD_TOO_LARGE,
-                  "payload of %zu bytes is larger than the limit of %zu bytes",
-                  oversize > 0 ? oversize : size, limit);
+                    "payload of %zu bytes is larger than the limit of %zu bytes",
+                    oversize > 0 ? oversize : size, limit);
         goto rejected;
     }
     if (state->runner == NULL) {
@@ -180,15 +182,16 @@ int daemon_ingest(daemon_state *state, metrics_transport transport, const char *
     if (d == NULL) {
         if (dev_count(state->devices) >= state->config.devices_max) {
             ingest_fail(failure, INGEST_REJECT_TOO_MANY_DEVICES,
-                      "%d devices are tracked already, the limit of devices.max",
-                      state->config.devices_max);
+                        "%d devices are tracked already, the limit of devices.max",
+                        state->config.devices_max);
             goto rejected;
         }
         char why[256];
         d = dev_create(state->devices, device_id, &state->spec,
                        state->config.events_smoothing_windows, now_ms(state), why, sizeof why);
         if (d == NULL) {
-            ingest_fail(failure, INGEST_REJECT_INTERNAL, "creating the device state failed: %s", why);
+            ingest_fail(failure, INGEST_REJECT_INTERNAL, "creating the device state failed: %s",
+                        why);
             goto rejected;
         }
         LOG_INFO("device", "device %s: first message, tracking %d devices", device_id,
@@ -201,10 +204,10 @@ int daemon_ingest(daemon_state *state, metrics_transport transport, const char *
     double rate = observed_rate_hz(d, &batch);
     if (rate > 0.0 && rate < state->config.stream_min_rate_fraction * model_rate) {
         ingest_fail(failure, INGEST_REJECT_RATE_TOO_LOW,
-                  "input rate %.3g Hz is below %.3g Hz (stream.min_rate_fraction %.3g of the "
-                  "model's %.3g Hz); the model cannot be served from this stream",
-                  rate, state->config.stream_min_rate_fraction * model_rate,
-                  state->config.stream_min_rate_fraction, model_rate);
+                    "input rate %.3g Hz is below %.3g Hz (stream.min_rate_fraction %.3g of the "
+                    "model's %.3g Hz); the model cannot be served from this stream",
+                    rate, state->config.stream_min_rate_fraction * model_rate,
+                    state->config.stream_min_rate_fraction, model_rate);
         goto rejected;
     }
 
@@ -234,10 +237,9 @@ rejected:
     return -1;
 }
 
-static void publish_event(daemon_state *state, device *d)
+/* Publishes d's activity as classified by model, which may be the model a reload replaced. */
+static void publish_event(daemon_state *state, device *d, const bm_model *model)
 {
-    const bm_model *model = runner_model(state->runner);
-
     size_t size = 0;
     char *payload = events_build(d, model, state->config.events_smoothing, &size);
     char topic[256];
@@ -265,22 +267,66 @@ static void publish_event(daemon_state *state, device *d)
     free(payload);
 }
 
-/* Runner callback: one window's result. */
+/* Pauses MQTT intake while the free inference slots could not take the windows of the next
+ * message, and resumes it when they can. The inbox then fills up to ingest.queue_capacity, so
+ * a burst waits there instead of being dropped as queue_full windows while the CPU is idle. */
+static void apply_backpressure(daemon_state *state)
+{
+    if (state->mqtt == NULL)
+        return;
+
+    int needed = state->peak_windows_per_message > 0 ? state->peak_windows_per_message : 1;
+    if (runner_free_slots(state->runner) < needed)
+        mqtt_pause_messages(state->mqtt);
+    else
+        mqtt_resume_messages(state->mqtt);
+}
+
+/* Counts and logs a window that was not classified. Each reason has its own log budget, so a
+ * burst of one kind cannot hide the others. */
+static void drop_result(daemon_state *state, device *d, const runner_result *result)
+{
+    uint32_t suppressed = 0;
+
+    if (result->cancelled) {
+        state->counters.windows_dropped[METRICS_WINDOW_CANCELLED]++;
+        if (log_limit_allow(&state->cancel_log_limit, now_ms(state), &suppressed))
+            LOG_WARN("runner", "device %s: window dropped because the stop timed out",
+                     result->tag.device_id);
+        return;
+    }
+    if (d == NULL || result->tag.epoch != state->model_epoch) {
+        state->counters.windows_dropped[METRICS_WINDOW_STALE]++;
+        if (log_limit_allow(&state->stale_log_limit, now_ms(state), &suppressed))
+            LOG_INFO("runner",
+                     "device %s: result dropped because the device expired or the model's "
+                     "input specification changed while its window was queued",
+                     result->tag.device_id);
+        return;
+    }
+
+    state->counters.windows_dropped[METRICS_WINDOW_INFERENCE_ERROR]++;
+    d->windows_dropped++;
+    /* NOTE: one budget for all devices. A budget per device needs a second log_limit in
+     * struct device, next to the one that rejected messages use. */
+    if (log_limit_allow(&state->inference_log_limit, now_ms(state), &suppressed)) {
+        if (suppressed > 0)
+            LOG_WARN("runner", "device %s: window not classified: %s (%u similar lines suppressed)",
+                     d->id, result->error, suppressed);
+        else
+            LOG_WARN("runner", "device %s: window not classified: %s", d->id, result->error);
+    }
+}
+
+/* Runner callback: one window's result, from the current runner or from one a reload retired. */
 static void on_result(void *user, const runner_result *result)
 {
     daemon_state *state = user;
+    apply_backpressure(state);
 
     device *d = dev_find(state->devices, result->tag.device_id);
-    if (d == NULL || result->tag.epoch != state->model_epoch) {
-        state->counters.windows_dropped[METRICS_WINDOW_STALE]++;
-        return;
-    }
-    if (!result->ok) {
-        state->counters.windows_dropped[METRICS_WINDOW_INFERENCE_ERROR]++;
-        d->windows_dropped++;
-        uint32_t suppressed = 0;
-        if (log_limit_allow(&d->log_limit, now_ms(state), &suppressed))
-            LOG_WARN("runner", "device %s: window not classified: %s", d->id, result->error);
+    if (!result->ok || d == NULL || result->tag.epoch != state->model_epoch) {
+        drop_result(state, d, result);
         return;
     }
 
@@ -295,7 +341,7 @@ static void on_result(void *user, const runner_result *result)
     int due = state->config.events_every_window ||
               events_due(d, now_ms(state), state->config.events_heartbeat_s);
     if (mqtt_enabled(state) && due)
-        publish_event(state, d);
+        publish_event(state, d, result->model);
 }
 
 static void on_mqtt_message(void *user, const char *topic, const void *payload, size_t size,
@@ -309,16 +355,28 @@ static void on_mqtt_message(void *user, const char *topic, const void *payload, 
         ingest_failure failure;
         state->counters.messages_received[METRICS_MQTT]++;
         ingest_fail(&failure, INGEST_REJECT_INVALID_DEVICE_ID,
-                  "topic \"%.120s\" has no valid device id at the '+' of %s; expected 1 to 64 "
-                  "characters of [A-Za-z0-9._-]",
-                  topic, state->config.mqtt_topic_filter);
+                    "topic \"%.120s\" has no valid device id at the '+' of %s; expected 1 to 64 "
+                    "characters of [A-Za-z0-9._-]",
+                    topic, state->config.mqtt_topic_filter);
         reject(state, NULL, "?", &failure);
         return;
     }
 
     ingest_failure failure;
     dev_push_result pushed;
+    uint64_t windows_before = state->windows_completed;
     daemon_ingest(state, METRICS_MQTT, device_id, payload, size, oversize, &failure, &pushed);
+
+    /* The maximum number of windows one message has completed sizes the room that
+     * backpressure keeps free.
+     * A message that completes more windows than there are slots loses the rest as queue_full
+     * whatever the pause does. */
+    uint64_t produced = state->windows_completed - windows_before;
+    if (produced > (uint64_t)state->peak_windows_per_message)
+        state->peak_windows_per_message = produced > (uint64_t)state->config.inference_queue_windows
+                                              ? state->config.inference_queue_windows
+                                              : (int)produced;
+    apply_backpressure(state);
 }
 
 static void on_mqtt_connection(void *user, int connected)
@@ -469,9 +527,13 @@ static int reload_model(daemon_state *state)
                  dev_count(state->devices));
     }
 
+    /* The old runner finishes the windows it has queued on the old model before the new one
+     * starts, so results stay in order per device. */
+    runner_follow(fresh, state->runner);
     runner_retire(state->runner);
     state->runner = fresh;
     state->spec = spec;
+    apply_backpressure(state);
     snprintf(state->model_path, sizeof state->model_path, "%s", state->config.model_path);
     return 0;
 }
@@ -548,8 +610,10 @@ static void on_drain_tick(uv_timer_t *timer)
     int pending = runner_pending(state->runner);
     if (pending > 0 && now_ms(state) < state->drain_deadline_ms)
         return;
-    if (pending > 0)
-        LOG_WARN("daemon", "stopping with %d windows still queued", pending);
+    if (pending > 0) {
+        LOG_WARN("daemon", "stopping with %d windows still queued; they are dropped", pending);
+        runner_cancel_waiting(state->runner);
+    }
     uv_timer_stop(timer);
 
     if (state->mqtt != NULL)

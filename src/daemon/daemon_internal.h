@@ -66,6 +66,13 @@ typedef struct daemon_state {
     log_limit window_drop_limit;
     log_limit event_fail_limit;
     log_limit queue_drop_limit;
+    log_limit inference_log_limit;
+    log_limit stale_log_limit;
+    log_limit cancel_log_limit;
+
+    /* Backpressure on MQTT intake (daemon.c). */
+    uint64_t windows_completed;
+    int peak_windows_per_message;
 } daemon_state;
 
 /* The outcome of one ingested message, for the HTTP reply. */

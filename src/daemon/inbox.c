@@ -16,31 +16,37 @@ struct inbox {
     int capacity;
     uint64_t dropped;
     int closing;
+    int paused; /* loop thread only */
     inbox_handler handler;
     void *user;
 };
 
-/* Takes the whole queue under the lock and handles it outside, so producers never wait for the
- * handler. */
+/* Takes one item at a time under the lock and handles it outside, so producers never wait for
+ * the handler and see room as soon as an item leaves. While the inbox is paused, the first data
+ * item stops the drain and items behind it wait, so that they keep their order. */
 static void on_wake(uv_async_t *async)
 {
     inbox *box = async->data;
 
-    pthread_mutex_lock(&box->lock);
-    inbox_item *item = box->head;
-    box->head = NULL;
-    box->tail = NULL;
-    box->depth = 0;
-    pthread_mutex_unlock(&box->lock);
+    for (;;) {
+        pthread_mutex_lock(&box->lock);
+        inbox_item *item = box->head;
+        if (item == NULL || (box->paused && !item->is_control && !box->closing)) {
+            pthread_mutex_unlock(&box->lock);
+            return;
+        }
+        box->head = item->next;
+        if (box->head == NULL)
+            box->tail = NULL;
+        if (!item->is_control)
+            box->depth--;
+        pthread_mutex_unlock(&box->lock);
 
-    while (item != NULL) {
-        inbox_item *next = item->next;
         item->next = NULL;
         if (box->closing)
             inbox_item_free(item);
         else
             box->handler(box->user, item);
-        item = next;
     }
 }
 
@@ -129,16 +135,37 @@ int inbox_push(inbox *box, inbox_item *item, int is_control)
     }
 
     item->next = NULL;
+    item->is_control = is_control;
     if (box->tail != NULL)
         box->tail->next = item;
     else
         box->head = item;
     box->tail = item;
-    box->depth++;
+    if (!is_control)
+        box->depth++;
     pthread_mutex_unlock(&box->lock);
 
     uv_async_send(&box->async);
     return 0;
+}
+
+void inbox_pause(inbox *box)
+{
+    box->paused = 1;
+}
+
+void inbox_resume(inbox *box)
+{
+    if (!box->paused)
+        return;
+    box->paused = 0;
+    /* The drain runs on the next loop iteration, outside the caller's stack. */
+    uv_async_send(&box->async);
+}
+
+int inbox_paused(const inbox *box)
+{
+    return box->paused;
 }
 
 int inbox_depth(inbox *box)

@@ -3,9 +3,9 @@
  *
  * Producers (Paho's threads) push heap-allocated items and the inbox wakes the loop with
  * uv_async_send. libuv coalesces wake-ups, so the loop callback drains every queued item each
- * time it runs. Data items beyond the capacity are rejected and counted. Control items (such
- * as "connected") bypass the bound, because losing one would leave the loop's view of the
- * connection wrong.
+ * time it runs, unless the consumer paused the inbox because it cannot take more data for now.
+ * Data items beyond the capacity are rejected and counted. Control items (such as "connected")
+ * bypass the bound, because losing one would leave the loop's view of the connection wrong.
  */
 #ifndef BABYMAMBAD_INBOX_H
 #define BABYMAMBAD_INBOX_H
@@ -19,6 +19,7 @@ typedef struct inbox_item {
     struct inbox_item *next;
     int kind;         /* meaning defined by the producer */
     int code;         /* meaning defined by the producer */
+    int is_control;   /* set by inbox_push */
     char *topic;      /* points into data, or NULL */
     void *payload;    /* points into data, or NULL */
     size_t size;      /* bytes of payload */
@@ -48,7 +49,17 @@ void inbox_item_free(inbox_item *item);
  * inbox full; the caller then still owns the item. */
 int inbox_push(inbox *box, inbox_item *item, int is_control);
 
-/* Returns the items waiting now. Any thread. */
+/* Stops handing data items to the handler, from the next item on, until inbox_resume. Items
+ * keep queuing up to the capacity. Loop thread only. */
+void inbox_pause(inbox *box);
+
+/* Ends a pause and drains the waiting items on the next loop iteration. Loop thread only. */
+void inbox_resume(inbox *box);
+
+/* Returns nonzero while the inbox is paused. Loop thread only. */
+int inbox_paused(const inbox *box);
+
+/* Returns the data items waiting now. Any thread. */
 int inbox_depth(inbox *box);
 
 /* Returns the data items rejected because the inbox was full, since creation. Any thread. */

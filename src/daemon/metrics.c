@@ -15,7 +15,7 @@ static const char *const transport_names[METRICS_TRANSPORT_COUNT] = {"mqtt", "ht
 static const char *const sample_drop_names[METRICS_SAMPLE_DROP_COUNT] = {"duplicate",
                                                                          "out_of_order"};
 static const char *const window_drop_names[METRICS_WINDOW_DROP_COUNT] = {
-    "queue_full", "inference_error", "stale"};
+    "queue_full", "inference_error", "stale", "cancelled"};
 
 void metrics_observe_duration(metrics_counters *counters, double seconds)
 {

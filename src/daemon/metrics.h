@@ -32,6 +32,7 @@ typedef enum metrics_window_drop {
     METRICS_WINDOW_QUEUE_FULL,      /* every inference slot was busy */
     METRICS_WINDOW_INFERENCE_ERROR, /* the engine rejected the window (non-finite input) */
     METRICS_WINDOW_STALE,           /* the device or the model changed while it was queued */
+    METRICS_WINDOW_CANCELLED,       /* a stop timed out while it was queued */
     METRICS_WINDOW_DROP_COUNT
 } metrics_window_drop;
 

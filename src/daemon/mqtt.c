@@ -103,7 +103,12 @@ static int on_message_arrived(void *context, char *topic, int topic_length,
     MQTTAsync_free(topic);
 
     /* When the inbox is full, the inbox drops and counts the message. Returning 0 instead
-     * would make Paho redeliver it in a busy loop. */
+     * would make Paho redeliver it in a busy loop. Waiting here for room is no option either,
+     * because Paho 1.3 calls this function with its client mutex held, which the loop thread
+     * needs for every publish, so the loop could never make the room. Paho has already sent
+     * the PUBACK of a QoS 1 message by now, so the broker sees no backpressure from here.
+     * NOTE: a burst larger than the queue plus what inference consumes meanwhile is still
+     * dropped here, counted and logged. */
     if (item != NULL && inbox_push(client->box, item, 0) != 0)
         inbox_item_free(item);
     return 1;
@@ -494,11 +499,27 @@ static void disconnect(mqtt_client *client, int timeout_ms)
         finish_stop(client);
 }
 
+void mqtt_pause_messages(mqtt_client *client)
+{
+    if (client != NULL && !client->stopping)
+        inbox_pause(client->box);
+}
+
+void mqtt_resume_messages(mqtt_client *client)
+{
+    if (client != NULL)
+        inbox_resume(client->box);
+}
+
 void mqtt_stop(mqtt_client *client, int timeout_ms)
 {
     if (client->stopping)
         return;
     client->stopping = 1;
+
+    /* Messages are discarded from now on, and the disconnect's notices must not wait behind
+     * them. */
+    inbox_resume(client->box);
     uv_timer_stop(&client->retry_timer);
     uv_timer_start(&client->stop_timer, on_stop_timer, (uint64_t)timeout_ms + 500, 0);
 

@@ -61,6 +61,15 @@ int mqtt_start(mqtt_client *client);
 int mqtt_publish(mqtt_client *client, const char *topic, const void *payload, size_t size, int qos,
                  int retain);
 
+/* Stops delivering messages to callbacks.message until mqtt_resume_messages, for backpressure.
+ * Arriving messages wait in the bounded queue (mqtt_options.queue_capacity); beyond it they
+ * are dropped and counted in mqtt_queue_dropped. Connection notices keep flowing once the
+ * messages queued before them are delivered. */
+void mqtt_pause_messages(mqtt_client *client);
+
+/* Delivers the waiting messages again, from the next loop iteration on. Accepts NULL. */
+void mqtt_resume_messages(mqtt_client *client);
+
 /* Publishes "offline" (retained) to the status topic, then disconnects; callbacks.stopped runs
  * when done or after timeout_ms. */
 void mqtt_stop(mqtt_client *client, int timeout_ms);

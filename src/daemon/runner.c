@@ -5,6 +5,10 @@
  * it until its result is reported, and a context is lent to a slot only while its forward pass
  * runs. Slots waiting for a context form a FIFO, so windows of one device are classified in the
  * order they completed.
+ *
+ * A retired runner keeps classifying the windows it has, on its own model, and frees itself
+ * after the last one. Its successor (the runner of a reloaded model) starts no forward pass
+ * before then, so a device's windows keep their order across a reload.
  */
 #include "runner.h"
 
@@ -41,10 +45,16 @@ struct runner {
     runner_job *jobs;
     int n_jobs;
     runner_job *free_jobs;
+    int n_free_jobs;
     runner_job *waiting_head;
     runner_job *waiting_tail;
     int pending;
     int retired;
+
+    /* The runners of successive models, oldest first. A runner dispatches only when it has no
+     * predecessor left, that is, when every older runner has finished its windows. */
+    runner *predecessor;
+    runner *successor;
 
     runner_done_fn done;
     void *user;
@@ -57,10 +67,21 @@ static double now_seconds(void)
     return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
 }
 
+static void dispatch(runner *r);
+
 static void free_runner(runner *r)
 {
     if (r == NULL)
         return;
+
+    /* Unlinks r from the chain, and lets its successor start when r was the oldest. */
+    if (r->predecessor != NULL)
+        r->predecessor->successor = r->successor;
+    if (r->successor != NULL) {
+        r->successor->predecessor = r->predecessor;
+        if (r->predecessor == NULL)
+            dispatch(r->successor);
+    }
     for (int i = 0; r->jobs != NULL && i < r->n_jobs; i++) {
         free(r->jobs[i].window);
         free(r->jobs[i].logits);
@@ -125,6 +146,7 @@ runner *runner_create(uv_loop_t *loop, bm_model *model, int workers, int slots, 
         job->work.data = job;
         job->next = r->free_jobs;
         r->free_jobs = job;
+        r->n_free_jobs++;
     }
     return r;
 
@@ -144,8 +166,22 @@ runner_job *runner_job_acquire(runner *r)
     if (job == NULL || r->retired)
         return NULL;
     r->free_jobs = job->next;
+    r->n_free_jobs--;
     job->next = NULL;
     return job;
+}
+
+int runner_free_slots(const runner *r)
+{
+    return r != NULL && !r->retired ? r->n_free_jobs : 0;
+}
+
+void runner_follow(runner *r, runner *predecessor)
+{
+    if (predecessor == NULL)
+        return;
+    r->predecessor = predecessor;
+    predecessor->successor = r;
 }
 
 float *runner_job_window(runner_job *job)
@@ -164,13 +200,13 @@ static void on_work(uv_work_t *work)
     job->duration_s = now_seconds() - start;
 }
 
-static void dispatch(runner *r);
-
-static void report(runner *r, runner_job *job, int ok, const char *why)
+static void report(runner *r, runner_job *job, int ok, int cancelled, const char *why)
 {
     runner_result result = {
         .tag = job->tag,
+        .model = r->model,
         .ok = ok,
+        .cancelled = cancelled,
         .error = why,
         .probabilities = job->probabilities,
         .top = 0,
@@ -180,11 +216,14 @@ static void report(runner *r, runner_job *job, int ok, const char *why)
         if (job->probabilities[k] > job->probabilities[result.top])
             result.top = k;
     }
-    r->done(r->user, &result);
-
     job->next = r->free_jobs;
     r->free_jobs = job;
+    r->n_free_jobs++;
     r->pending--;
+
+    /* The slot is free before the callback runs, so the callback sees the capacity it has. The
+     * job's buffers stay untouched until the next acquire, which the callback does not do. */
+    r->done(r->user, &result);
 }
 
 static void on_after_work(uv_work_t *work, int status)
@@ -196,11 +235,11 @@ static void on_after_work(uv_work_t *work, int status)
     job->ctx = NULL;
 
     if (status == UV_ECANCELED)
-        report(r, job, 0, "cancelled");
+        report(r, job, 0, 1, "cancelled");
     else if (job->status != BM_OK)
-        report(r, job, 0, job->error.message);
+        report(r, job, 0, 0, job->error.message);
     else
-        report(r, job, 1, NULL);
+        report(r, job, 1, 0, NULL);
 
     if (r->retired && r->pending == 0) {
         free_runner(r);
@@ -209,10 +248,10 @@ static void on_after_work(uv_work_t *work, int status)
     dispatch(r);
 }
 
-/* Starts waiting jobs while contexts are free. */
+/* Starts waiting jobs while contexts are free and no older runner has windows left. */
 static void dispatch(runner *r)
 {
-    while (r->free_contexts > 0 && r->waiting_head != NULL) {
+    while (r->predecessor == NULL && r->free_contexts > 0 && r->waiting_head != NULL) {
         runner_job *job = r->waiting_head;
         r->waiting_head = job->next;
         if (r->waiting_head == NULL)
@@ -225,7 +264,7 @@ static void dispatch(runner *r)
             LOG_ERROR("runner", "queueing a forward pass failed: %s", uv_strerror(rc));
             r->contexts[r->free_contexts++] = job->ctx;
             job->ctx = NULL;
-            report(r, job, 0, "the thread pool rejected the job");
+            report(r, job, 0, 0, "the thread pool rejected the job");
         }
     }
 }
@@ -245,7 +284,10 @@ void runner_job_submit(runner *r, runner_job *job, const runner_tag *tag)
 
 int runner_pending(const runner *r)
 {
-    return r != NULL ? r->pending : 0;
+    int pending = 0;
+    for (; r != NULL; r = r->predecessor)
+        pending += r->pending;
+    return pending;
 }
 
 void runner_retire(runner *r)
@@ -253,16 +295,24 @@ void runner_retire(runner *r)
     if (r == NULL)
         return;
     r->retired = 1;
+    if (r->pending == 0)
+        free_runner(r);
+}
 
-    /* Jobs that never started are reported now; the running ones report when they finish. */
+void runner_cancel_waiting(runner *r)
+{
+    if (r == NULL)
+        return;
+    runner_cancel_waiting(r->predecessor);
+
     while (r->waiting_head != NULL) {
         runner_job *job = r->waiting_head;
         r->waiting_head = job->next;
+        if (r->waiting_head == NULL)
+            r->waiting_tail = NULL;
         job->duration_s = 0.0;
-        report(r, job, 0, "cancelled");
+        report(r, job, 0, 1, "cancelled");
     }
-    r->waiting_tail = NULL;
-
-    if (r->pending == 0)
+    if (r->retired && r->pending == 0)
         free_runner(r);
 }

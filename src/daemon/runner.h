@@ -28,7 +28,9 @@ typedef struct runner_tag {
 
 typedef struct runner_result {
     runner_tag tag;
-    int ok;                     /* 0 when the engine rejected the window */
+    const bm_model *model;      /* that classified the window, valid during the callback */
+    int ok;                     /* 0 when the window was not classified */
+    int cancelled;              /* 1 when ok is 0 because runner_cancel_waiting removed it */
     const char *error;          /* the engine's message when ok is 0 */
     const float *probabilities; /* n_classes values, valid during the callback */
     int top;                    /* index of the most probable class */
@@ -44,8 +46,11 @@ typedef struct runner_job runner_job;
 runner *runner_create(uv_loop_t *loop, bm_model *model, int workers, int slots, runner_done_fn done,
                       void *user, char *error, size_t error_size);
 
-/* Takes a free job slot, or returns NULL when all are in use. */
+/* Takes a free job slot, or returns NULL when all are in use or the runner is retired. */
 runner_job *runner_job_acquire(runner *r);
+
+/* Returns the slots runner_job_acquire can take now; 0 for NULL or a retired runner. */
+int runner_free_slots(const runner *r);
 
 /* The slot's window buffer: window_length * n_channels values, sample-major. */
 float *runner_job_window(runner_job *job);
@@ -53,13 +58,23 @@ float *runner_job_window(runner_job *job);
 /* Queues a filled job; it runs when a context is free. */
 void runner_job_submit(runner *r, runner_job *job, const runner_tag *tag);
 
-/* Returns the jobs submitted and not yet reported. */
+/* Returns the jobs submitted and not yet reported, those of the runners r follows included. */
 int runner_pending(const runner *r);
 
 const bm_model *runner_model(const runner *r);
 
-/* Frees the runner once its running jobs finish; their results are still reported. Queued jobs
- * that have not started are reported as failed with the error "cancelled". Accepts NULL. */
+/* Makes r start no forward pass before predecessor, and every runner predecessor follows, has
+ * finished its jobs. A reload uses it so that the windows of the old model complete first and
+ * each device's results stay in order. Accepts a NULL predecessor. */
+void runner_follow(runner *r, runner *predecessor);
+
+/* Accepts no more jobs and frees the runner once every submitted job has finished. Queued jobs
+ * still run on this runner's model and are reported as usual. Accepts NULL. */
 void runner_retire(runner *r);
+
+/* Reports every job of r, and of the runners r follows, that has not started as not classified,
+ * with cancelled set. Running jobs finish and report as usual. For a stop that cannot wait any
+ * longer. Accepts NULL. */
+void runner_cancel_waiting(runner *r);
 
 #endif

@@ -849,3 +849,68 @@ class HttpConnectionLimitTest(unittest.TestCase):
         self.assertLess(closed_after, self.HEADER_DEADLINE_S + 2)
         self.assertIn("did not arrive within 5 s", self.daemon.log_text())
         self.assertTrue(self.healthz_responds())
+
+
+class InferenceQueueTest(unittest.TestCase):
+    """Windows that wait for inference: across a reload and in a burst larger than the slots."""
+
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix="babymambad-test-")
+        self.broker = Broker(self.workdir)
+
+    def tearDown(self):
+        self.broker.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def test_reload_completes_queued_windows(self):
+        daemon = Daemon(self.workdir, self.broker, settings={"http": {"max_body_bytes": 8 << 20}})
+        try:
+            # One request completes 250 windows, so most of them still wait for the single
+            # inference context when the reload starts.
+            windows = 250
+            count = 128 + (windows - 1) * 64
+            rows = np.sin(np.arange(count * 9, dtype=np.float64).reshape(count, 9) * 0.01).round(5).tolist()
+            url = f"{daemon.url}/api/v1/devices/queued1/samples"
+            self.assertEqual(http("POST", url, channels_message(rows, 0))[0], 202)
+
+            daemon.settings["model"] = COMPATIBLE_MODEL
+            daemon.write_config()
+            daemon.process.send_signal(signal.SIGHUP)
+
+            def settled():
+                values, _ = daemon.metrics()
+                done = values["babymambad_windows_classified_total"] + sum(
+                    v for k, v in values.items() if k.startswith("babymambad_windows_dropped_total"))
+                return values if done >= windows and values['babymambad_reloads_total{result="success"}'] == 1 else None
+
+            values = wait_until(settled, what="every queued window reported after the reload")
+            self.assertEqual(values['babymambad_windows_dropped_total{reason="inference_error"}'], 0)
+            self.assertEqual(values['babymambad_windows_dropped_total{reason="stale"}'], 0)
+            self.assertEqual(values['babymambad_windows_dropped_total{reason="queue_full"}'], 0)
+            self.assertEqual(values["babymambad_windows_classified_total"], windows)
+        finally:
+            daemon.stop()
+
+    def test_mqtt_burst_loses_no_window(self):
+        cli = os.path.join(os.environ.get("BM_BUILD_ROOT", os.path.join(SOURCE_ROOT, "build")), "src", "cli",
+                           "babymamba")
+        recording = os.path.join(SOURCE_ROOT, "data", "samples", "hapt_exp04_user02.csv")
+        # The shipped model has the recording's preprocessing; the default queue sizes apply.
+        daemon = Daemon(self.workdir, self.broker,
+                        settings={"model": os.path.join(SOURCE_ROOT, "models", "ucihar-cx.safetensors"),
+                                  "events": {"every_window": True}})
+        try:
+            replay = subprocess.run([cli, "replay", recording, "--mqtt", self.broker.uri, "--speed", "0",
+                                     "--devices", "3", "--labels", "--timeout", "5"],
+                                    capture_output=True, text=True, timeout=60)
+            self.assertEqual(replay.returncode, 0, replay.stderr)
+            summary = [line for line in replay.stdout.splitlines() if line.startswith("windows:")]
+            self.assertEqual(len(summary), 1, replay.stdout)
+            self.assertIn(" 0 missing", summary[0])
+
+            values, _ = daemon.metrics()
+            self.assertEqual(values['babymambad_windows_dropped_total{reason="queue_full"}'], 0)
+            self.assertEqual(values['babymambad_messages_rejected_total{reason="queue_full"}'], 0)
+            self.assertEqual(values["babymambad_windows_classified_total"], 3 * 257)
+        finally:
+            daemon.stop()
