@@ -223,7 +223,7 @@ int daemon_ingest(daemon_state *state, metrics_transport transport, const char *
 
     if (pushed->duplicate + pushed->out_of_order > 0 || pushed->gaps + pushed->clock_resets > 0) {
         uint32_t suppressed = 0;
-        if (log_limit_allow(&d->log_limit, now_ms(state), &suppressed))
+        if (log_limit_allow(&d->stream_log_limit, now_ms(state), &suppressed))
             LOG_INFO("ingest",
                      "device %s: %d duplicate and %d out-of-order samples dropped, "
                      "%d gaps longer than %g s and %d clock jumps back restarted the window",
@@ -307,9 +307,7 @@ static void drop_result(daemon_state *state, device *d, const runner_result *res
 
     state->counters.windows_dropped[METRICS_WINDOW_INFERENCE_ERROR]++;
     d->windows_dropped++;
-    /* NOTE: one budget for all devices. A budget per device needs a second log_limit in
-     * struct device, next to the one that rejected messages use. */
-    if (log_limit_allow(&state->inference_log_limit, now_ms(state), &suppressed)) {
+    if (log_limit_allow(&d->inference_log_limit, now_ms(state), &suppressed)) {
         if (suppressed > 0)
             LOG_WARN("runner", "device %s: window not classified: %s (%u similar lines suppressed)",
                      d->id, result->error, suppressed);

@@ -66,7 +66,6 @@ typedef struct daemon_state {
     log_limit window_drop_limit;
     log_limit event_fail_limit;
     log_limit queue_drop_limit;
-    log_limit inference_log_limit;
     log_limit stale_log_limit;
     log_limit cancel_log_limit;
 

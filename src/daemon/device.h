@@ -81,7 +81,10 @@ typedef struct device {
     uint64_t windows;
     uint64_t windows_dropped;
     uint64_t events;
-    log_limit log_limit;
+    /* Separate log budgets, so a burst of one kind of problem cannot hide another. */
+    log_limit log_limit;           /* rejected messages */
+    log_limit stream_log_limit;    /* dropped samples, gaps and clock resets */
+    log_limit inference_log_limit; /* windows the engine could not classify */
 
     /* Table links. */
     struct device *hash_next;
