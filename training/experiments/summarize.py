@@ -17,15 +17,15 @@ import re
 import shutil
 import statistics
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Set
 
 
-def load_runs(runs_dir: str) -> Dict[str, List[Dict[str, Any]]]:
+def load_runs(runs_dir: str, seeds: Optional[Set[int]] = None) -> Dict[str, List[Dict[str, Any]]]:
     groups: Dict[str, List[Dict[str, Any]]] = {}
     for path in sorted(glob.glob(os.path.join(runs_dir, "*", "results.json"))):
         run_dir = os.path.dirname(path)
         match = re.fullmatch(r"(.+)-seed(\d+)", os.path.basename(run_dir))
-        if not match:
+        if not match or (seeds is not None and int(match.group(2)) not in seeds):
             continue
         with open(path) as handle:
             results = json.load(handle)
@@ -84,9 +84,13 @@ def main() -> int:
         "--ship", action="append", default=[], metavar="GROUP=PATH",
         help="copy the model file of GROUP's seed with the best validation macro-F1 to PATH",
     )
+    parser.add_argument(
+        "--seeds", help="comma-separated seeds to include, for tables that compare groups on the same seeds"
+    )
     args = parser.parse_args()
 
-    groups = load_runs(args.runs_dir)
+    seeds = {int(seed) for seed in args.seeds.split(",")} if args.seeds else None
+    groups = load_runs(args.runs_dir, seeds)
     if not groups:
         print(f"error: no finished runs (NAME-seedN/results.json) in {args.runs_dir}", file=sys.stderr)
         return 1
