@@ -200,6 +200,9 @@ static const char *check_mqtt_uri(const char *uri)
     else
         return "has no tcp:// or mqtt:// scheme";
 
+    if (strchr(rest, '/') != NULL)
+        return "has a path after the host; a broker URI ends at the port";
+
     const char *colon = strrchr(rest, ':');
     const char *bracket = strrchr(rest, ']');
     if (colon != NULL && bracket != NULL && colon < bracket)

@@ -758,7 +758,8 @@ class LifecycleTest(unittest.TestCase):
 
         # Broker URIs the daemon could not use, and a model it could not load, fail the check.
         for uri, why in (("garbage", "no tcp://"), ("tcp://127.0.0.1:99999", "port outside"),
-                         ("ssl://127.0.0.1:8883", "TLS"), ("tcp://:1883", "no host")):
+                         ("ssl://127.0.0.1:8883", "TLS"), ("tcp://:1883", "no host"),
+                         ("tcp://127.0.0.1:1883/x", "path")):
             result = subprocess.run([DAEMON, "--check-config", "--mqtt", uri, "--model", MODEL],
                                     capture_output=True, text=True)
             self.assertEqual(result.returncode, 2, uri)
