@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
@@ -13,6 +14,15 @@
 
 /* The response body is stored up to this size for error messages; the rest is discarded. */
 enum { RESPONSE_KEEP_BYTES = 2048 };
+
+/* Total seconds one POST may spend waiting for retries after 503 or 429 before the replay
+ * fails. The daemon requests 1 s per retry while its inference slots are busy. */
+#define RETRY_MAX_TOTAL_WAIT_S 60.0
+
+/* Seconds to wait when a 503 or 429 carries no Retry-After header, and the cap on a header's
+ * value, so that one odd reply cannot stall the replay for long. */
+#define RETRY_DEFAULT_WAIT_S 1.0
+#define RETRY_MAX_WAIT_S     10.0
 
 struct replay_http {
     CURL *curl;
@@ -92,15 +102,26 @@ replay_http *replay_http_open(const char *base_url, double timeout_s)
     return http;
 }
 
-int replay_http_post(replay_http *http, const char *device, const char *body, size_t size)
+static void sleep_seconds(double seconds)
 {
-    int written =
-        snprintf(http->url, http->url_size, "%s/api/v1/devices/%s/samples", http->base_url, device);
-    if (written < 0 || (size_t)written >= http->url_size) {
-        cli_error("replay", "device id '%s' is too long for the URL", device);
-        return 0;
+    struct timespec delay = {.tv_sec = (time_t)seconds,
+                             .tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    while (nanosleep(&delay, &delay) != 0) {
     }
+}
 
+/* Removes trailing newlines, which would split the daemon's message in an error line. */
+static void trim_response(replay_http *http)
+{
+    while (http->response_length > 0 && (http->response[http->response_length - 1] == '\n' ||
+                                         http->response[http->response_length - 1] == '\r')) {
+        http->response[--http->response_length] = '\0';
+    }
+}
+
+/* Sends one POST. Returns the HTTP status, or 0 after printing the transfer's failure. */
+static long post_once(replay_http *http, const char *body, size_t size)
+{
     CURL *curl = http->curl;
     http->error[0] = '\0';
     http->response_length = 0;
@@ -115,19 +136,56 @@ int replay_http_post(replay_http *http, const char *device, const char *body, si
                   http->error[0] != '\0' ? http->error : curl_easy_strerror(rc));
         return 0;
     }
-
     long status = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    return status;
+}
+
+int replay_http_post(replay_http *http, const char *device, const char *body, size_t size)
+{
+    int written =
+        snprintf(http->url, http->url_size, "%s/api/v1/devices/%s/samples", http->base_url, device);
+    if (written < 0 || (size_t)written >= http->url_size) {
+        cli_error("replay", "device id '%s' is too long for the URL", device);
+        return 0;
+    }
+
+    /* 503 and 429 mean that the daemon rejected the whole message and kept nothing of it,
+     * because its inference slots or another limit were busy. Sending the same message again
+     * after Retry-After loses no sample. */
+    double waited_s = 0.0;
+    long status;
+    for (;;) {
+        status = post_once(http, body, size);
+        if (status == 0)
+            return 0;
+        if (status != 503 && status != 429)
+            break;
+
+        curl_off_t retry_after = -1;
+        double wait_s = RETRY_DEFAULT_WAIT_S;
+        if (curl_easy_getinfo(http->curl, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK &&
+            retry_after > 0)
+            wait_s =
+                retry_after < (curl_off_t)RETRY_MAX_WAIT_S ? (double)retry_after : RETRY_MAX_WAIT_S;
+        if (waited_s + wait_s > RETRY_MAX_TOTAL_WAIT_S)
+            break;
+        sleep_seconds(wait_s);
+        waited_s += wait_s;
+    }
+
     if (status < 200 || status > 299) {
-        /* The daemon explains a rejection in the body; trailing newlines would split the
-         * message. */
-        while (http->response_length > 0 && (http->response[http->response_length - 1] == '\n' ||
-                                             http->response[http->response_length - 1] == '\r')) {
-            http->response[--http->response_length] = '\0';
-        }
-        cli_error("replay", "POST %s failed with HTTP status %ld: %s", http->url, status,
+        trim_response(http);
+        cli_error("replay", "POST %s failed with HTTP status %ld%s: %s", http->url, status,
+                  waited_s > 0.0 ? " after retrying for the maximum wait" : "",
                   http->response_length > 0 ? http->response : "(empty response body)");
         return 0;
+    }
+    if (strstr(http->response, "\"windows_dropped\":0") == NULL &&
+        strstr(http->response, "\"windows_dropped\"") != NULL) {
+        trim_response(http);
+        cli_error("replay", "POST %s was accepted but the daemon dropped windows: %s", http->url,
+                  http->response);
     }
     return 1;
 }

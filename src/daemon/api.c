@@ -172,9 +172,9 @@ static void get_device(daemon_state *state, const char *id, http_response *respo
         "messages_rejected", (json_int_t)d->messages_rejected, "samples", (json_int_t)d->samples,
         "samples_duplicate", (json_int_t)d->samples_duplicate, "samples_out_of_order",
         (json_int_t)d->samples_out_of_order, "gaps", (json_int_t)d->gaps, "clock_resets",
-        (json_int_t)d->clock_resets, "sequence_gaps",
-        (json_int_t)d->sequence_gaps, "windows", (json_int_t)d->windows, "windows_dropped",
-        (json_int_t)d->windows_dropped, "events", (json_int_t)d->events);
+        (json_int_t)d->clock_resets, "sequence_gaps", (json_int_t)d->sequence_gaps, "windows",
+        (json_int_t)d->windows, "windows_dropped", (json_int_t)d->windows_dropped, "events",
+        (json_int_t)d->events);
     respond_json(response, 200, body);
 }
 
@@ -210,12 +210,14 @@ static void get_readyz(daemon_state *state, http_response *response)
                            "mqtt", mqtt_state(state), "stopping", state->stopping));
 }
 
-/* Maps a rejection to its HTTP status: 413 for size, 429 when the daemon is at a limit, 503
- * without a model, 400 for everything the sender got wrong. */
+/* Maps a rejection to its HTTP status: 413 for size and for more windows than the inference
+ * queue holds, 429 when the daemon is at a limit, 503 without a model or while the inference
+ * slots are busy, 400 for everything the sender got wrong. */
 static int status_for(ingest_reason reason)
 {
     switch (reason) {
     case INGEST_REJECT_PAYLOAD_TOO_LARGE:
+    case INGEST_REJECT_TOO_MANY_WINDOWS:
         return 413;
     case INGEST_REJECT_UNSUPPORTED_MEDIA_TYPE:
         return 415;
@@ -224,6 +226,7 @@ static int status_for(ingest_reason reason)
         return 429;
     case INGEST_REJECT_NO_MODEL:
     case INGEST_REJECT_INTERNAL:
+    case INGEST_REJECT_INFERENCE_BUSY:
         return 503;
     default:
         return 400;
@@ -265,13 +268,18 @@ static void post_samples(daemon_state *state, const char *id, const http_request
     if (status != 0) {
         respond_error(response, status_for(failure.reason), ingest_reason_name(failure.reason),
                       failure.message);
+        if (failure.reason == INGEST_REJECT_INFERENCE_BUSY)
+            response->retry_after_s = BUSY_RETRY_AFTER_S;
         return;
     }
+    /* windows_dropped reports windows lost after acceptance. The room check before the push
+     * keeps it at 0, so a nonzero value means that the bound on the message's windows was
+     * wrong. */
     respond_json(response, 202,
-                 json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "device", id, "accepted",
+                 json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i}", "device", id, "accepted",
                            pushed.accepted, "duplicate", pushed.duplicate, "out_of_order",
                            pushed.out_of_order, "gaps", pushed.gaps, "clock_resets",
-                           pushed.clock_resets));
+                           pushed.clock_resets, "windows_dropped", pushed.windows_dropped));
 }
 
 static void method_not_allowed(http_response *response, const char *allow)

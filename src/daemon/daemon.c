@@ -86,11 +86,13 @@ static void reject(daemon_state *state, device *d, const char *device_id,
 {
     state->counters.messages_rejected[failure->reason]++;
 
+    /* Busy slots are the daemon's state, not the sender's fault, and hit every device at once,
+     * so they share one log budget. */
     log_limit *limit = &state->reason_limits[failure->reason];
-    if (d != NULL) {
+    if (d != NULL)
         d->messages_rejected++;
+    if (d != NULL && failure->reason != INGEST_REJECT_INFERENCE_BUSY)
         limit = &d->log_limit;
-    }
 
     uint32_t suppressed = 0;
     if (!log_limit_allow(limit, now_ms(state), &suppressed))
@@ -144,6 +146,36 @@ static double observed_rate_hz(const device *d, const ingest_batch *batch)
     return 0.0;
 }
 
+/* Rejects an HTTP message whose windows the free inference slots could not take, before the
+ * message changes any state, so that a sender answered 202 never loses a window to queue_full.
+ * An HTTP sender can retry later. MQTT has no reply, so MQTT intake is paused instead
+ * (apply_backpressure). Returns 0 when the message fits. */
+static int check_inference_room(daemon_state *state, const device *d, const ingest_batch *batch,
+                                int64_t gap_ns, ingest_failure *failure)
+{
+    int needed = dev_windows_upper_bound(d, &state->spec, batch, gap_ns);
+    int capacity = state->config.inference_queue_windows;
+    if (needed > capacity) {
+        /* The bound for k samples at the model's rate is k + 1 stream samples, which complete
+         * at most ceil((k + 1) / hop) windows from any position in the hop schedule, so this
+         * many samples always fit in an idle queue. */
+        long max_samples = (long)(capacity - 1) * state->spec.stream.hop;
+        return ingest_fail(failure, INGEST_REJECT_TOO_MANY_WINDOWS,
+                           "the message can complete up to %d windows, more than the %d "
+                           "inference slots (inference.queue_windows); send at most %ld samples "
+                           "per message at the model's %g Hz",
+                           needed, capacity, max_samples, state->spec.stream.sample_rate_hz);
+    }
+
+    int free_slots = runner_free_slots(state->runner);
+    if (needed > free_slots)
+        return ingest_fail(failure, INGEST_REJECT_INFERENCE_BUSY,
+                           "the message can complete up to %d windows but only %d of %d "
+                           "inference slots are free; retry after %d s",
+                           needed, free_slots, capacity, BUSY_RETRY_AFTER_S);
+    return 0;
+}
+
 int daemon_ingest(daemon_state *state, metrics_transport transport, const char *device_id,
                   const void *payload, size_t size, size_t oversize, ingest_failure *failure,
                   dev_push_result *pushed)
@@ -179,6 +211,10 @@ int daemon_ingest(daemon_state *state, metrics_transport transport, const char *
     if (ingest_decode(state->decoder, payload, size, &state->spec.expect, &batch, failure) != 0)
         goto rejected;
 
+    int64_t gap_ns = llround(state->config.stream_gap_limit_s * 1e9);
+    if (transport == METRICS_HTTP && check_inference_room(state, d, &batch, gap_ns, failure) != 0)
+        goto rejected;
+
     if (d == NULL) {
         if (dev_count(state->devices) >= state->config.devices_max) {
             ingest_fail(failure, INGEST_REJECT_TOO_MANY_DEVICES,
@@ -211,8 +247,9 @@ int daemon_ingest(daemon_state *state, metrics_transport transport, const char *
         goto rejected;
     }
 
-    int64_t gap_ns = llround(state->config.stream_gap_limit_s * 1e9);
+    uint64_t windows_dropped_before = d->windows_dropped;
     dev_push(d, &batch, gap_ns, on_window, state, pushed);
+    pushed->windows_dropped = (int)(d->windows_dropped - windows_dropped_before);
 
     state->counters.samples_ingested[transport] += (uint64_t)pushed->accepted;
     state->counters.samples_dropped[METRICS_DROP_DUPLICATE] += (uint64_t)pushed->duplicate;

@@ -24,6 +24,10 @@
 #define BABYMAMBAD_VERSION "unknown"
 #endif
 
+/* Seconds an HTTP sender is asked to wait (Retry-After) when the inference slots are busy. One
+ * second is the smallest value that still asks for a wait. */
+#define BUSY_RETRY_AFTER_S 1
+
 /* One command-line override, reapplied over the file on every reload. */
 typedef struct daemon_override {
     const char *key;

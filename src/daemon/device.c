@@ -247,6 +247,75 @@ double dev_input_rate_hz(const device *d)
     return bm_resampler_input_rate_hz(d->resampler);
 }
 
+/* Returns the windows a stream completes while its sample count grows from before to after:
+ * the counts window_length + k * hop in (before, after]. */
+static int64_t windows_between(int64_t before, int64_t after, int64_t window_length, int64_t hop)
+{
+    int64_t upto_after = after < window_length ? 0 : (after - window_length) / hop + 1;
+    int64_t upto_before = before < window_length ? 0 : (before - window_length) / hop + 1;
+    return upto_after - upto_before;
+}
+
+/* Returns the bound on resampler outputs for a run of input from first_ns to last_ns. A new
+ * run emits its first sample and every grid point up to last_ns. A run that continues earlier
+ * input can emit every grid point after that input's last time minus half a period, which the
+ * averaging mode may still owe. Either way that is at most span / period + 2 outputs, the extra
+ * one covering the on-grid tolerance and the rounding of grid times. */
+static int64_t outputs_upper_bound(int64_t first_ns, int64_t last_ns, double period_ns)
+{
+    return (int64_t)floor((double)(last_ns - first_ns) / period_ns) + 2;
+}
+
+int dev_windows_upper_bound(const device *d, const dev_spec *spec, const ingest_batch *batch,
+                            int64_t gap_ns)
+{
+    int64_t window_length = spec->stream.window_length;
+    int64_t hop = spec->stream.hop;
+    double period_ns = 1e9 / spec->stream.sample_rate_hz;
+
+    /* The run of samples that will go through the stream without a restart. */
+    int has_last = d != NULL && d->has_last;
+    int64_t last_ns = has_last ? d->last_t_ns : 0;
+    int64_t run_first_ns = last_ns;
+    int run_open = 0;
+    int64_t run_samples_before = has_last ? (int64_t)bm_stream_sample_count(d->stream) : 0;
+    int64_t windows = 0;
+
+    int resent = d != NULL && batch->has_seq && d->has_seq && batch->seq <= d->last_seq;
+    for (int i = 0; i < batch->count; i++) {
+        int64_t t_ns = batch->t_ns[i];
+        if (has_last && (t_ns == last_ns || (resent && t_ns < last_ns)))
+            continue;
+        if (has_last && t_ns < last_ns && last_ns - t_ns <= gap_ns)
+            continue;
+
+        /* A clock jump back or a gap restarts the window, as in dev_push, so the current run
+         * ends and a new one starts from an empty stream. */
+        if (has_last && (t_ns < last_ns || t_ns - last_ns > gap_ns)) {
+            if (run_open) {
+                int64_t outputs = outputs_upper_bound(run_first_ns, last_ns, period_ns);
+                windows += windows_between(run_samples_before, run_samples_before + outputs,
+                                           window_length, hop);
+            }
+            run_open = 0;
+            has_last = 0;
+        }
+        if (!has_last) {
+            run_first_ns = t_ns;
+            run_samples_before = 0;
+        }
+        run_open = 1;
+        has_last = 1;
+        last_ns = t_ns;
+    }
+    if (run_open) {
+        int64_t outputs = outputs_upper_bound(run_first_ns, last_ns, period_ns);
+        windows +=
+            windows_between(run_samples_before, run_samples_before + outputs, window_length, hop);
+    }
+    return windows > INT32_MAX ? INT32_MAX : (int)windows;
+}
+
 /* Resampler callback: one sample on the model's grid goes through the preprocessing. */
 static void on_resampled(void *user, int64_t t_ns, const float *values)
 {

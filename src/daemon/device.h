@@ -103,6 +103,7 @@ typedef struct dev_push_result {
     int gaps;
     int clock_resets; /* samples older than the last by more than the gap limit */
     int sequence_gaps;
+    int windows_dropped; /* completed windows that no inference slot took; the caller fills it */
 } dev_push_result;
 
 typedef struct dev_table dev_table;
@@ -139,6 +140,13 @@ int dev_rebuild_all(dev_table *table, const dev_spec *spec, int history_capacity
 
 /* Returns the device's estimated input rate in Hz (0 before two samples). */
 double dev_input_rate_hz(const device *d);
+
+/* Returns an upper bound on the windows that dev_push of batch would complete for d, or for a
+ * new device when d is NULL, without changing anything. It repeats dev_push's order checks on
+ * the timestamps and counts the model-rate grid points each run of samples can reach, which
+ * may exceed the resampler's true output by one sample per run. */
+int dev_windows_upper_bound(const device *d, const dev_spec *spec, const ingest_batch *batch,
+                            int64_t gap_ns);
 
 /* Pushes a decoded batch through the order checks, the resampler and the stream; calls
  * on_window for every completed window. gap_ns is the longest silence that does not restart

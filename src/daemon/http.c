@@ -246,6 +246,11 @@ static enum MHD_Result queue(struct MHD_Connection *connection, http_response *r
     MHD_add_response_header(mhd, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (response->allow != NULL)
         MHD_add_response_header(mhd, MHD_HTTP_HEADER_ALLOW, response->allow);
+    if (response->retry_after_s > 0) {
+        char seconds[16];
+        snprintf(seconds, sizeof seconds, "%d", response->retry_after_s);
+        MHD_add_response_header(mhd, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
+    }
 
     enum MHD_Result result = MHD_queue_response(connection, (unsigned)response->status, mhd);
     MHD_destroy_response(mhd);

@@ -31,6 +31,7 @@ typedef struct http_response {
     char *body;               /* malloc'd; the adapter frees it */
     size_t body_size;
     const char *allow; /* the Allow header of a 405 response, or NULL */
+    int retry_after_s; /* the Retry-After header in seconds when above 0 */
 } http_response;
 
 /* Fills response for request. Runs on the loop thread. */

@@ -776,9 +776,6 @@ class LifecycleTest(unittest.TestCase):
         self.assertIn("not a regular file", result.stderr)
 
 
-if __name__ == "__main__":
-    unittest.main(verbosity=2)
-
 
 class HttpConnectionLimitTest(unittest.TestCase):
     """HTTP under more connections than the daemon serves at once (256), with MQTT off."""
@@ -915,3 +912,75 @@ class InferenceQueueTest(unittest.TestCase):
             self.assertEqual(values["babymambad_windows_classified_total"], 3 * 257)
         finally:
             daemon.stop()
+
+    def test_http_rejects_what_slots_cannot_take(self):
+        daemon = Daemon(self.workdir, self.broker, settings={"http": {"max_body_bytes": 8 << 20}})
+        try:
+            def body(windows):
+                count = 128 + (windows - 1) * 64
+                rows = np.sin(np.arange(count * 9, dtype=np.float64).reshape(count, 9) * 0.01).round(5)
+                return channels_message(rows.tolist(), 0)
+
+            # 20000 samples complete 311 windows, more than the 256 slots could ever take.
+            oversized = channels_message(np.zeros((20000, 9)).tolist(), 0)
+            status, reply = http("POST", f"{daemon.url}/api/v1/devices/huge1/samples", oversized)
+            self.assertEqual(status, 413, reply)
+            self.assertEqual(reply["error"], "too_many_windows")
+            self.assertIn("send at most 16320 samples", reply["message"])
+            self.assertEqual(http("GET", f"{daemon.url}/api/v1/devices/huge1")[0], 404)
+
+            # Two messages of 250 windows each: the second finds the slots taken by the first.
+            first, second = body(250), body(250)
+            status, reply = http("POST", f"{daemon.url}/api/v1/devices/busy1/samples", first)
+            self.assertEqual(status, 202, reply)
+            self.assertEqual(reply["windows_dropped"], 0)
+            request = urllib.request.Request(f"{daemon.url}/api/v1/devices/busy2/samples", data=second,
+                                             method="POST", headers={"Content-Type": "application/json"})
+            with self.assertRaises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(request, timeout=10)
+            self.assertEqual(caught.exception.code, 503)
+            self.assertEqual(caught.exception.headers.get("Retry-After"), "1")
+            self.assertEqual(json.loads(caught.exception.read().decode())["error"], "inference_busy")
+            self.assertEqual(http("GET", f"{daemon.url}/api/v1/devices/busy2")[0], 404)
+
+            # After the wait the same message is taken whole.
+            time.sleep(1)
+            status, reply = http("POST", f"{daemon.url}/api/v1/devices/busy2/samples", second)
+            self.assertEqual(status, 202, reply)
+            self.assertEqual(reply["windows_dropped"], 0)
+
+            values = wait_until(lambda: (lambda v: v if v["babymambad_windows_classified_total"] >= 500 else None)(
+                daemon.metrics()[0]), what="500 windows classified")
+            self.assertEqual(values["babymambad_windows_classified_total"], 500)
+            self.assertEqual(values['babymambad_windows_dropped_total{reason="queue_full"}'], 0)
+            self.assertEqual(values['babymambad_messages_rejected_total{reason="inference_busy"}'], 1)
+            self.assertEqual(values['babymambad_messages_rejected_total{reason="too_many_windows"}'], 1)
+            self.assertIn("inference slots are free", daemon.log_text())
+        finally:
+            daemon.stop()
+
+    def test_http_replay_retries_and_loses_nothing(self):
+        cli = os.path.join(os.environ.get("BM_BUILD_ROOT", os.path.join(SOURCE_ROOT, "build")), "src", "cli",
+                           "babymamba")
+        recording = os.path.join(SOURCE_ROOT, "data", "samples", "hapt_exp04_user02.csv")
+        daemon = Daemon(self.workdir, self.broker,
+                        settings={"model": os.path.join(SOURCE_ROOT, "models", "ucihar-cx.safetensors"),
+                                  "events": {"every_window": True}})
+        try:
+            replay = subprocess.run([cli, "replay", recording, "--http", daemon.url, "--mqtt", self.broker.uri,
+                                     "--speed", "0", "--devices", "8", "--labels", "--timeout", "5"],
+                                    capture_output=True, text=True, timeout=90)
+            self.assertEqual(replay.returncode, 0, replay.stderr)
+            summary = [line for line in replay.stdout.splitlines() if line.startswith("windows:")]
+            self.assertEqual(len(summary), 1, replay.stdout)
+            self.assertIn(" 0 missing", summary[0])
+
+            values, _ = daemon.metrics()
+            self.assertEqual(values['babymambad_windows_dropped_total{reason="queue_full"}'], 0)
+            self.assertEqual(values["babymambad_windows_classified_total"], 8 * 257)
+        finally:
+            daemon.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
