@@ -59,21 +59,25 @@ static json_t *counters_json(const metrics_counters *c)
                                 json_integer((json_int_t)c->messages_rejected[i]));
     }
 
-    return json_pack(
-        "{s:I, s:I, s:o, s:I, s:I, s:{s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-        "messages_mqtt", (json_int_t)c->messages_received[METRICS_MQTT], "messages_http",
-        (json_int_t)c->messages_received[METRICS_HTTP], "messages_rejected", rejected,
-        "samples_mqtt", (json_int_t)c->samples_ingested[METRICS_MQTT], "samples_http",
-        (json_int_t)c->samples_ingested[METRICS_HTTP], "samples_dropped", "duplicate",
-        (json_int_t)c->samples_dropped[METRICS_DROP_DUPLICATE], "out_of_order",
-        (json_int_t)c->samples_dropped[METRICS_DROP_OUT_OF_ORDER], "stream_gaps",
-        (json_int_t)c->stream_gaps, "sequence_gaps", (json_int_t)c->sequence_gaps,
-        "windows_classified", (json_int_t)c->windows_classified, "windows_dropped",
-        (json_int_t)(c->windows_dropped[METRICS_WINDOW_QUEUE_FULL] +
-                     c->windows_dropped[METRICS_WINDOW_INFERENCE_ERROR] +
-                     c->windows_dropped[METRICS_WINDOW_STALE]),
-        "events_published", (json_int_t)c->events_published, "events_failed",
-        (json_int_t)c->events_failed, "devices_expired", (json_int_t)c->devices_expired);
+    return json_pack("{s:I, s:I, s:o, s:I, s:I, s:{s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                     "messages_mqtt", (json_int_t)c->messages_received[METRICS_MQTT],
+                     "messages_http", (json_int_t)c->messages_received[METRICS_HTTP],
+                     "messages_rejected", rejected, "samples_mqtt",
+                     (json_int_t)c->samples_ingested[METRICS_MQTT], "samples_http",
+                     (json_int_t)c->samples_ingested[METRICS_HTTP], "samples_dropped", "duplicate",
+                     (json_int_t)c->samples_dropped[METRICS_DROP_DUPLICATE], "out_of_order",
+                     (json_int_t)c->samples_dropped[METRICS_DROP_OUT_OF_ORDER], "stream_gaps",
+                     (json_int_t)c->stream_gaps, "sequence_gaps", (json_int_t)c->sequence_gaps,
+                     "windows_classified", (json_int_t)c->windows_classified, "windows_dropped",
+                     (json_int_t)(c->windows_dropped[METRICS_WINDOW_QUEUE_FULL] +
+                                  c->windows_dropped[METRICS_WINDOW_INFERENCE_ERROR] +
+                                  c->windows_dropped[METRICS_WINDOW_STALE]),
+                     "events_published", (json_int_t)c->events_published, "events_failed",
+                     (json_int_t)(c->events_failed[METRICS_EVENT_BUILD_FAILED] +
+                                  c->events_failed[METRICS_EVENT_BUFFER_FULL] +
+                                  c->events_failed[METRICS_EVENT_DELIVERY_FAILED] +
+                                  c->events_failed[METRICS_EVENT_DISCARDED_AT_STOP]),
+                     "devices_expired", (json_int_t)c->devices_expired);
 }
 
 static json_t *model_json(daemon_state *state)

@@ -283,17 +283,18 @@ static void publish_event(daemon_state *state, device *d, const bm_model *model)
     if (payload == NULL ||
         events_topic(state->config.mqtt_topic_prefix, d->id, topic, sizeof topic) != 0) {
         free(payload);
-        state->counters.events_failed++;
+        state->counters.events_failed[METRICS_EVENT_BUILD_FAILED]++;
         LOG_ERROR("events", "device %s: building the activity event failed", d->id);
         return;
     }
 
+    /* events_published counts the event when the client reports its delivery
+     * (on_mqtt_event_delivered), not here, because Paho buffers it while the broker is down. */
     if (mqtt_publish(state->mqtt, topic, payload, size, state->config.events_qos,
-                     state->config.events_retain) == 0) {
-        state->counters.events_published++;
+                     state->config.events_retain, 1) == 0) {
         events_mark_published(d, now_ms(state));
     } else {
-        state->counters.events_failed++;
+        state->counters.events_failed[METRICS_EVENT_BUFFER_FULL]++;
         uint32_t suppressed = 0;
         if (log_limit_allow(&state->event_fail_limit, now_ms(state), &suppressed))
             LOG_WARN("events",
@@ -424,18 +425,55 @@ static void on_mqtt_connection(void *user, int connected)
 static void on_mqtt_publish_failed(void *user, const char *topic, const char *why)
 {
     daemon_state *state = user;
-    state->counters.events_failed++;
     uint32_t suppressed = 0;
     if (log_limit_allow(&state->event_fail_limit, now_ms(state), &suppressed))
         LOG_WARN("mqtt", "publish to %s failed: %s", topic, why);
 }
 
+static void on_mqtt_event_delivered(void *user)
+{
+    daemon_state *state = user;
+    state->counters.events_published++;
+}
+
+static void on_mqtt_event_failed(void *user, int code)
+{
+    daemon_state *state = user;
+    state->counters.events_failed[METRICS_EVENT_DELIVERY_FAILED]++;
+    uint32_t suppressed = 0;
+    if (log_limit_allow(&state->event_fail_limit, now_ms(state), &suppressed))
+        LOG_WARN("events", "delivering an activity event failed (Paho code %d)", code);
+}
+
 static void close_all(daemon_state *state);
 
+/* Counts the events Paho still holds, which the disconnect discards, and logs the stop as it
+ * happened: with "offline" acknowledged, or with the broker out of reach. */
 static void on_mqtt_stopped(void *user)
 {
     daemon_state *state = user;
-    LOG_INFO("daemon", "disconnected from the broker; status %s set offline", state->status_topic);
+
+    int discarded = mqtt_events_pending(state->mqtt);
+    if (discarded > 0) {
+        state->counters.events_failed[METRICS_EVENT_DISCARDED_AT_STOP] += (uint64_t)discarded;
+        LOG_WARN("events",
+                 "%d activity events were not delivered before the stop and are discarded; "
+                 "the broker was unreachable or did not acknowledge them",
+                 discarded);
+    }
+
+    if (mqtt_offline_acknowledged(state->mqtt))
+        LOG_INFO("daemon", "disconnected from the broker; status %s set offline",
+                 state->status_topic);
+    else if (mqtt_ever_connected(state->mqtt))
+        LOG_WARN("daemon",
+                 "stopped without an acknowledged \"offline\": the broker is unreachable or "
+                 "did not acknowledge it; the broker publishes the last will \"offline\" to %s "
+                 "when it notices the lost connection",
+                 state->status_topic);
+    else
+        LOG_WARN("daemon", "stopped without ever reaching the broker %s; status %s was not changed",
+                 state->config.mqtt_uri, state->status_topic);
     close_all(state);
 }
 
@@ -458,7 +496,7 @@ static void on_housekeeping(uv_timer_t *timer)
             char topic[256];
             if (mqtt_enabled(state) && d->has_activity &&
                 events_topic(state->config.mqtt_topic_prefix, d->id, topic, sizeof topic) == 0)
-                mqtt_publish(state->mqtt, topic, "", 0, state->config.events_qos, 1);
+                mqtt_publish(state->mqtt, topic, "", 0, state->config.events_qos, 1, 0);
             dev_remove(state->devices, d);
             state->counters.devices_expired++;
         }
@@ -713,6 +751,8 @@ static int start_mqtt(daemon_state *state)
         .message = on_mqtt_message,
         .connection = on_mqtt_connection,
         .publish_failed = on_mqtt_publish_failed,
+        .event_delivered = on_mqtt_event_delivered,
+        .event_failed = on_mqtt_event_failed,
         .stopped = on_mqtt_stopped,
         .user = state,
     };

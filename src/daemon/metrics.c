@@ -17,6 +17,9 @@ static const char *const sample_drop_names[METRICS_SAMPLE_DROP_COUNT] = {"duplic
 static const char *const window_drop_names[METRICS_WINDOW_DROP_COUNT] = {
     "queue_full", "inference_error", "stale", "cancelled"};
 
+static const char *const event_failure_names[METRICS_EVENT_FAILURE_COUNT] = {
+    "build_failed", "buffer_full", "delivery_failed", "discarded_at_stop"};
+
 void metrics_observe_duration(metrics_counters *counters, double seconds)
 {
     counters->duration_count++;
@@ -154,12 +157,14 @@ static void render_state(FILE *out, const metrics_counters *c, const metrics_gau
     fprintf(out, "babymambad_devices_expired_total %" PRIu64 "\n", c->devices_expired);
 
     family(out, "babymambad_events_published_total", "counter",
-           "Activity events handed to the MQTT client.");
+           "Activity events the broker acknowledged (QoS 1 and 2) or the client sent (QoS 0).");
     fprintf(out, "babymambad_events_published_total %" PRIu64 "\n", c->events_published);
 
     family(out, "babymambad_events_failed_total", "counter",
-           "Activity events the MQTT client could not queue or deliver.");
-    fprintf(out, "babymambad_events_failed_total %" PRIu64 "\n", c->events_failed);
+           "Activity events that never reached the broker, by reason.");
+    for (int i = 0; i < METRICS_EVENT_FAILURE_COUNT; i++)
+        fprintf(out, "babymambad_events_failed_total{reason=\"%s\"} %" PRIu64 "\n",
+                event_failure_names[i], c->events_failed[i]);
 
     family(out, "babymambad_mqtt_connected", "gauge",
            "1 while connected to the broker, 0 otherwise (also when MQTT is disabled).");

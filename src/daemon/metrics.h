@@ -36,6 +36,15 @@ typedef enum metrics_window_drop {
     METRICS_WINDOW_DROP_COUNT
 } metrics_window_drop;
 
+/* Reasons for an activity event that never reached the broker. */
+typedef enum metrics_event_failure {
+    METRICS_EVENT_BUILD_FAILED,      /* building the payload or topic failed (out of memory) */
+    METRICS_EVENT_BUFFER_FULL,       /* the MQTT client's buffer (mqtt.max_buffered) was full */
+    METRICS_EVENT_DELIVERY_FAILED,   /* the client reported that delivery failed */
+    METRICS_EVENT_DISCARDED_AT_STOP, /* still buffered or unacknowledged when the daemon stopped */
+    METRICS_EVENT_FAILURE_COUNT
+} metrics_event_failure;
+
 /* Upper bounds of the inference duration histogram, in seconds. */
 #define METRICS_DURATION_BUCKETS 12
 
@@ -53,8 +62,8 @@ typedef struct metrics_counters {
     uint64_t duration_count;
     double duration_sum_s;
     uint64_t devices_expired;
-    uint64_t events_published;
-    uint64_t events_failed;
+    uint64_t events_published; /* acknowledged by the broker (QoS 1, 2) or sent (QoS 0) */
+    uint64_t events_failed[METRICS_EVENT_FAILURE_COUNT];
     uint64_t mqtt_reconnects;
     uint64_t reloads_succeeded;
     uint64_t reloads_failed;

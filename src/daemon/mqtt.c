@@ -25,6 +25,8 @@ enum item_kind {
     ITEM_CONNECT_FAILED,
     ITEM_SUBSCRIBE_FAILED,
     ITEM_PUBLISH_FAILED,
+    ITEM_EVENT_DELIVERED,
+    ITEM_EVENT_FAILED,
     ITEM_OFFLINE_DONE,
     ITEM_DISCONNECTED
 };
@@ -54,7 +56,9 @@ struct mqtt_client {
     int ever_connected;
     int stopping;
     int stopped;
+    int offline_acknowledged;
     int retry_delay_s;
+    int events_pending; /* events accepted by Paho whose delivery is not reported yet */
     uint64_t reconnects;
 };
 
@@ -201,6 +205,30 @@ static void on_publish_failure5(void *context, MQTTAsync_failureData5 *response)
          "delivery failed");
 }
 
+/* Paho thread: an event was delivered, that is, acknowledged by the broker for QoS 1 and 2 or
+ * written to the socket for QoS 0. */
+static void on_event_delivered(void *context, MQTTAsync_successData *response)
+{
+    (void)response;
+    post(context, ITEM_EVENT_DELIVERED, 0, NULL);
+}
+
+static void on_event_delivered5(void *context, MQTTAsync_successData5 *response)
+{
+    (void)response;
+    post(context, ITEM_EVENT_DELIVERED, 0, NULL);
+}
+
+static void on_event_failed(void *context, MQTTAsync_failureData *response)
+{
+    post(context, ITEM_EVENT_FAILED, response != NULL ? response->code : -1, NULL);
+}
+
+static void on_event_failed5(void *context, MQTTAsync_failureData5 *response)
+{
+    post(context, ITEM_EVENT_FAILED, response != NULL ? (int)response->reasonCode : -1, NULL);
+}
+
 static void on_offline_sent(void *context, MQTTAsync_successData *response)
 {
     (void)response;
@@ -312,7 +340,16 @@ static void on_item(void *user, inbox_item *item)
                                          item->topic != NULL ? item->topic : "",
                                          "the client could not deliver it");
         break;
+    case ITEM_EVENT_DELIVERED:
+        client->events_pending--;
+        client->callbacks.event_delivered(client->callbacks.user);
+        break;
+    case ITEM_EVENT_FAILED:
+        client->events_pending--;
+        client->callbacks.event_failed(client->callbacks.user, item->code);
+        break;
     case ITEM_OFFLINE_DONE:
+        client->offline_acknowledged = item->code == 0;
         if (item->code != 0)
             LOG_WARN("mqtt",
                      "publishing \"offline\" to %s failed (code %d); the broker keeps "
@@ -453,7 +490,7 @@ int mqtt_start(mqtt_client *client)
 }
 
 int mqtt_publish(mqtt_client *client, const char *topic, const void *payload, size_t size, int qos,
-                 int retain)
+                 int retain, int is_event)
 {
     if (client->stopping)
         return -1;
@@ -466,16 +503,25 @@ int mqtt_publish(mqtt_client *client, const char *topic, const void *payload, si
 
     MQTTAsync_responseOptions options = MQTTAsync_responseOptions_initializer;
     options.context = client;
-    if (client->protocol == 5)
+    if (is_event && client->protocol == 5) {
+        options.onSuccess5 = on_event_delivered5;
+        options.onFailure5 = on_event_failed5;
+    } else if (is_event) {
+        options.onSuccess = on_event_delivered;
+        options.onFailure = on_event_failed;
+    } else if (client->protocol == 5) {
         options.onFailure5 = on_publish_failure5;
-    else
+    } else {
         options.onFailure = on_publish_failure;
+    }
 
     int rc = MQTTAsync_sendMessage(client->handle, topic, &message, &options);
     if (rc != MQTTASYNC_SUCCESS) {
         LOG_DEBUG("mqtt", "publishing to %s failed: %s", topic, MQTTAsync_strerror(rc));
         return -1;
     }
+    if (is_event)
+        client->events_pending++;
     return 0;
 }
 
@@ -589,6 +635,21 @@ int mqtt_queue_depth(mqtt_client *client)
 uint64_t mqtt_queue_dropped(mqtt_client *client)
 {
     return client != NULL ? inbox_dropped(client->box) : 0;
+}
+
+int mqtt_events_pending(const mqtt_client *client)
+{
+    return client != NULL ? client->events_pending : 0;
+}
+
+int mqtt_offline_acknowledged(const mqtt_client *client)
+{
+    return client != NULL && client->offline_acknowledged;
+}
+
+int mqtt_ever_connected(const mqtt_client *client)
+{
+    return client != NULL && client->ever_connected;
 }
 
 uint64_t mqtt_reconnects(const mqtt_client *client)

@@ -40,8 +40,13 @@ typedef struct mqtt_callbacks {
                     size_t oversize);
     /* The connection came up (connected = 1) or went down (0). */
     void (*connection)(void *user, int connected);
-    /* A publish was not delivered; topic names it. */
+    /* A publish other than an event was not delivered; topic names it. */
     void (*publish_failed)(void *user, const char *topic, const char *why);
+    /* An event published with is_event was acknowledged by the broker (QoS 1 and 2) or
+     * written to the socket (QoS 0). */
+    void (*event_delivered)(void *user);
+    /* An event published with is_event was not delivered; code is Paho's. */
+    void (*event_failed)(void *user, int code);
     /* The disconnect that mqtt_stop started finished. */
     void (*stopped)(void *user);
     void *user;
@@ -57,9 +62,12 @@ mqtt_client *mqtt_create(uv_loop_t *loop, const mqtt_options *options,
  * could not even start. */
 int mqtt_start(mqtt_client *client);
 
-/* Queues a publish. Returns 0, or -1 when the client's buffer is full or it is stopping. */
+/* Queues a publish. Returns 0, or -1 when the client's buffer is full or it is stopping. For
+ * an event (is_event = 1), exactly one of callbacks.event_delivered and callbacks.event_failed
+ * follows a 0 return, unless the client stops first; mqtt_events_pending counts the events
+ * still waiting for either. */
 int mqtt_publish(mqtt_client *client, const char *topic, const void *payload, size_t size, int qos,
-                 int retain);
+                 int retain, int is_event);
 
 /* Stops delivering messages to callbacks.message until mqtt_resume_messages, for backpressure.
  * Arriving messages wait in the bounded queue (mqtt_options.queue_capacity); beyond it they
@@ -81,5 +89,15 @@ int mqtt_is_connected(const mqtt_client *client);
 int mqtt_queue_depth(mqtt_client *client);
 uint64_t mqtt_queue_dropped(mqtt_client *client);
 uint64_t mqtt_reconnects(const mqtt_client *client);
+
+/* Returns the events accepted by mqtt_publish whose delivery or failure is not reported yet. At
+ * stop these are the events Paho discards. */
+int mqtt_events_pending(const mqtt_client *client);
+
+/* Returns nonzero when the broker acknowledged the "offline" status that mqtt_stop sent. */
+int mqtt_offline_acknowledged(const mqtt_client *client);
+
+/* Returns nonzero when the client was connected at least once. */
+int mqtt_ever_connected(const mqtt_client *client);
 
 #endif

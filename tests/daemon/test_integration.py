@@ -678,6 +678,31 @@ class LifecycleTest(unittest.TestCase):
         finally:
             daemon.stop()
 
+    def test_events_without_broker_not_published(self):
+        daemon = Daemon(self.workdir, self.broker, settings={"events": {"every_window": True}})
+        try:
+            self.broker.stop()
+            wait_until(lambda: http("GET", daemon.url + "/readyz")[0] == 503, what="not ready without broker")
+
+            count = 128 + 4 * 64
+            rows = np.sin(np.arange(count * 9, dtype=np.float64).reshape(count, 9) * 0.01).round(5).tolist()
+            status, reply = http("POST", f"{daemon.url}/api/v1/devices/offline1/samples", channels_message(rows, 0))
+            self.assertEqual(status, 202, reply)
+            values = wait_until(lambda: (lambda v: v if v["babymambad_windows_classified_total"] == 5 else None)(
+                daemon.metrics()[0]), what="5 windows classified")
+
+            # Paho only buffers the events while the broker is down, so none is published yet.
+            self.assertEqual(values["babymambad_events_published_total"], 0)
+            self.assertEqual(values['babymambad_events_failed_total{reason="buffer_full"}'], 0)
+            self.assertEqual(http("GET", daemon.url + "/api/v1/status")[1]["counters"]["events_published"], 0)
+        finally:
+            daemon.stop()
+
+        log = daemon.log_text()
+        self.assertIn("5 activity events were not delivered before the stop and are discarded", log)
+        self.assertNotIn("set offline", log)
+        self.assertIn("the broker publishes the last will", log)
+
     def test_imu_units_are_converted(self):
         # A copy of the golden model whose metadata names the HAPT preprocessing, so that the
         # daemon takes raw acc and gyro samples and runs bm_stream's gravity filter on them.
