@@ -71,7 +71,8 @@ static json_t *counters_json(const metrics_counters *c)
                      "windows_classified", (json_int_t)c->windows_classified, "windows_dropped",
                      (json_int_t)(c->windows_dropped[METRICS_WINDOW_QUEUE_FULL] +
                                   c->windows_dropped[METRICS_WINDOW_INFERENCE_ERROR] +
-                                  c->windows_dropped[METRICS_WINDOW_STALE]),
+                                  c->windows_dropped[METRICS_WINDOW_STALE] +
+                                  c->windows_dropped[METRICS_WINDOW_CANCELLED]),
                      "events_published", (json_int_t)c->events_published, "events_failed",
                      (json_int_t)(c->events_failed[METRICS_EVENT_BUILD_FAILED] +
                                   c->events_failed[METRICS_EVENT_BUFFER_FULL] +

@@ -462,6 +462,16 @@ static void on_mqtt_stopped(void *user)
                  discarded);
     }
 
+    /* Messages that arrive after the drain are not decoded, because their windows could not
+     * finish before the stop timeout anyway. They are counted so the loss is visible. */
+    uint64_t unprocessed = mqtt_messages_discarded(state->mqtt);
+    if (unprocessed > 0) {
+        state->counters.messages_received[METRICS_MQTT] += unprocessed;
+        state->counters.messages_rejected[INGEST_REJECT_STOPPING] += unprocessed;
+        LOG_WARN("mqtt", "%llu sensor messages received during the stop were discarded unprocessed",
+                 (unsigned long long)unprocessed);
+    }
+
     if (mqtt_offline_acknowledged(state->mqtt))
         LOG_INFO("daemon", "disconnected from the broker; status %s set offline",
                  state->status_topic);

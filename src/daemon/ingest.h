@@ -31,6 +31,7 @@
     X(INGEST_REJECT_QUEUE_FULL, "queue_full")                                                      \
     X(INGEST_REJECT_INFERENCE_BUSY, "inference_busy")                                              \
     X(INGEST_REJECT_TOO_MANY_WINDOWS, "too_many_windows")                                          \
+    X(INGEST_REJECT_STOPPING, "stopping")                                                          \
     X(INGEST_REJECT_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")                              \
     X(INGEST_REJECT_NO_MODEL, "no_model")                                                          \
     X(INGEST_REJECT_INTERNAL, "internal_error")

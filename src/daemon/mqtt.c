@@ -58,7 +58,8 @@ struct mqtt_client {
     int stopped;
     int offline_acknowledged;
     int retry_delay_s;
-    int events_pending; /* events accepted by Paho whose delivery is not reported yet */
+    int events_pending;          /* events accepted by Paho whose delivery is not reported yet */
+    uint64_t messages_discarded; /* sensor messages skipped because the client is stopping */
     uint64_t reconnects;
 };
 
@@ -305,7 +306,9 @@ static void on_item(void *user, inbox_item *item)
 
     switch (item->kind) {
     case ITEM_MESSAGE:
-        if (!client->stopping)
+        if (client->stopping)
+            client->messages_discarded++;
+        else
             client->callbacks.message(client->callbacks.user, item->topic, item->payload,
                                       item->size, item->full_size);
         break;
@@ -640,6 +643,13 @@ uint64_t mqtt_queue_dropped(mqtt_client *client)
 int mqtt_events_pending(const mqtt_client *client)
 {
     return client != NULL ? client->events_pending : 0;
+}
+
+uint64_t mqtt_messages_discarded(mqtt_client *client)
+{
+    if (client == NULL)
+        return 0;
+    return client->messages_discarded + (uint64_t)inbox_depth(client->box);
 }
 
 int mqtt_offline_acknowledged(const mqtt_client *client)

@@ -94,6 +94,12 @@ uint64_t mqtt_reconnects(const mqtt_client *client);
  * stop these are the events Paho discards. */
 int mqtt_events_pending(const mqtt_client *client);
 
+/* Returns the sensor messages that arrived and were not handed to callbacks.message because the
+ * client was stopping: those skipped since mqtt_stop and those still waiting in the queue,
+ * which mqtt_destroy frees.
+ * NOTE: a message that Paho delivers between this call and mqtt_destroy is freed uncounted. */
+uint64_t mqtt_messages_discarded(mqtt_client *client);
+
 /* Returns nonzero when the broker acknowledged the "offline" status that mqtt_stop sent. */
 int mqtt_offline_acknowledged(const mqtt_client *client);
 
