@@ -112,8 +112,9 @@ static int on_message_arrived(void *context, char *topic, int topic_length,
      * because Paho 1.3 calls this function with its client mutex held, which the loop thread
      * needs for every publish, so the loop could never make the room. Paho has already sent
      * the PUBACK of a QoS 1 message by now, so the broker sees no backpressure from here.
-     * NOTE: a burst larger than the queue plus what inference consumes meanwhile is still
-     * dropped here, counted and logged. */
+     * NOTE: a QoS 1 message dropped here was already acknowledged to the broker, so a burst
+     * beyond ingest.queue_capacity messages is lost. It is counted as queue_full in total,
+     * not per device. A sender at real time never fills the queue. */
     if (item != NULL && inbox_push(client->box, item, 0) != 0)
         inbox_item_free(item);
     return 1;
