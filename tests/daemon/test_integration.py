@@ -923,9 +923,11 @@ class InferenceQueueTest(unittest.TestCase):
                         settings={"model": os.path.join(SOURCE_ROOT, "models", "ucihar-cx.safetensors"),
                                   "events": {"every_window": True}})
         try:
+            # The replay stops waiting as soon as every device has its last window, so the long
+            # timeout only matters on slow builds such as the sanitizer one.
             replay = subprocess.run([cli, "replay", recording, "--mqtt", self.broker.uri, "--speed", "0",
-                                     "--devices", "3", "--labels", "--timeout", "5"],
-                                    capture_output=True, text=True, timeout=60)
+                                     "--devices", "3", "--labels", "--timeout", "60"],
+                                    capture_output=True, text=True, timeout=180)
             self.assertEqual(replay.returncode, 0, replay.stderr)
             summary = [line for line in replay.stdout.splitlines() if line.startswith("windows:")]
             self.assertEqual(len(summary), 1, replay.stdout)
@@ -968,9 +970,15 @@ class InferenceQueueTest(unittest.TestCase):
             self.assertEqual(json.loads(caught.exception.read().decode())["error"], "inference_busy")
             self.assertEqual(http("GET", f"{daemon.url}/api/v1/devices/busy2")[0], 404)
 
-            # After the wait the same message is taken whole.
-            time.sleep(1)
-            status, reply = http("POST", f"{daemon.url}/api/v1/devices/busy2/samples", second)
+            # Once the first message's windows are classified, the same message is taken whole.
+            # Retrying every Retry-After second, as a sender should, keeps the test independent of
+            # how fast the build classifies.
+            deadline = time.monotonic() + 60
+            while True:
+                time.sleep(1)
+                status, reply = http("POST", f"{daemon.url}/api/v1/devices/busy2/samples", second)
+                if status != 503 or time.monotonic() > deadline:
+                    break
             self.assertEqual(status, 202, reply)
             self.assertEqual(reply["windows_dropped"], 0)
 
@@ -978,7 +986,7 @@ class InferenceQueueTest(unittest.TestCase):
                 daemon.metrics()[0]), what="500 windows classified")
             self.assertEqual(values["babymambad_windows_classified_total"], 500)
             self.assertEqual(values['babymambad_windows_dropped_total{reason="queue_full"}'], 0)
-            self.assertEqual(values['babymambad_messages_rejected_total{reason="inference_busy"}'], 1)
+            self.assertGreaterEqual(values['babymambad_messages_rejected_total{reason="inference_busy"}'], 1)
             self.assertEqual(values['babymambad_messages_rejected_total{reason="too_many_windows"}'], 1)
             self.assertIn("inference slots are free", daemon.log_text())
         finally:
