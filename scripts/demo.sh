@@ -69,7 +69,7 @@ done
 curl -fsS "http://127.0.0.1:$http_port/readyz" >/dev/null || {
   echo "demo.sh: babymambad did not become ready; its log:" >&2; cat "$work/babymambad.log" >&2; exit 1; }
 
-echo "babymambad serving $(curl -fsS "http://127.0.0.1:$http_port/api/v1/models" | /usr/bin/python3 -c 'import json, sys; m = json.load(sys.stdin); print(m["name"], m["version"], "sha256", m["sha256"][:12])')" \
+echo "babymambad serving $(curl -fsS "http://127.0.0.1:$http_port/api/v1/models" | /usr/bin/python3 -c 'import json, sys; m = json.load(sys.stdin)["models"][0]; print(m["name"], m["version"], "sha256", m["sha256"][:12])')" \
   "on mqtt 127.0.0.1:$mqtt_port and http 127.0.0.1:$http_port"
 echo "replaying $recording at ${speed}x as $devices device(s) over $transport"
 
