@@ -29,13 +29,16 @@ while [ $# -gt 0 ]; do
 done
 recording=data/samples/hapt_exp04_user02.csv
 
+# The build to run; BABYMAMBA_BUILD_DIR points elsewhere, as the tests do for each of their trees.
+build=${BABYMAMBA_BUILD_DIR:-build}
+
 for tool in mosquitto meson ninja; do
   command -v "$tool" >/dev/null || { echo "demo.sh: '$tool' is not installed; see README.md, Install" >&2; exit 1; }
 done
 [ -f "$model" ] || { echo "demo.sh: model '$model' not found" >&2; exit 1; }
-if [ ! -x build/src/daemon/babymambad ] || [ ! -x build/src/cli/babymamba ]; then
-  [ -f build/build.ninja ] || meson setup build >/dev/null
-  ninja -C build >/dev/null
+if [ ! -x "$build/src/daemon/babymambad" ] || [ ! -x "$build/src/cli/babymamba" ]; then
+  [ -f "$build/build.ninja" ] || meson setup "$build" >/dev/null
+  ninja -C "$build" >/dev/null
 fi
 
 work=$(mktemp -d)
@@ -56,7 +59,7 @@ printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$mqtt
 mosquitto -c "$work/mosquitto.conf" > "$work/mosquitto.log" 2>&1 &
 pids+=($!)
 
-build/src/daemon/babymambad --model "$model" --mqtt "tcp://127.0.0.1:$mqtt_port" \
+"$build/src/daemon/babymambad" --model "$model" --mqtt "tcp://127.0.0.1:$mqtt_port" \
   --http "127.0.0.1:$http_port" --set events.every_window=true --log-level warn \
   2> "$work/babymambad.log" &
 pids+=($!)
@@ -77,5 +80,5 @@ send=(--mqtt "tcp://127.0.0.1:$mqtt_port")
 if [ "$transport" = http ]; then
   send=(--http "http://127.0.0.1:$http_port" --mqtt "tcp://127.0.0.1:$mqtt_port")
 fi
-build/src/cli/babymamba replay "$recording" "${send[@]}" --speed "$speed" \
+"$build/src/cli/babymamba" replay "$recording" "${send[@]}" --speed "$speed" \
   --devices "$devices" --labels
