@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from babymamba_model import BabyMamba, BabyMambaConfig, count_parameters
-from safetensors_io import SafetensorsError, read_safetensors, write_safetensors
+from safetensors_io import SafetensorsError, read_babymamba_document, read_safetensors, write_safetensors
 
 # Shared with BM_MODEL_FORMAT_VERSION in include/babymamba/model.h.
 FORMAT_VERSION = 1
@@ -172,21 +172,7 @@ def save_model(
 
 def parse_metadata(metadata: Mapping[str, str], source: str) -> Dict[str, Any]:
     """Parse and check the babymamba metadata document of a safetensors file."""
-    if METADATA_ENTRY not in metadata:
-        raise ModelFileError(f"{source}: __metadata__ has no {METADATA_ENTRY!r} entry")
-    try:
-        document = json.loads(metadata[METADATA_ENTRY])
-    except json.JSONDecodeError as error:
-        raise ModelFileError(f"{source}: __metadata__.{METADATA_ENTRY} is not valid JSON: {error}") from error
-    if not isinstance(document, dict):
-        raise ModelFileError(f"{source}: __metadata__.{METADATA_ENTRY} must be a JSON object")
-
-    if document.get("format") != FORMAT_NAME:
-        raise ModelFileError(f"{source}: format is {document.get('format')!r}, expected {FORMAT_NAME!r}")
-    if document.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{source}: format_version is {document.get('format_version')!r}, this reader supports {FORMAT_VERSION}"
-        )
+    document = read_babymamba_document(metadata, source, FORMAT_NAME, FORMAT_VERSION, ModelFileError)
     for key in ("name", "version", "architecture", "classes", "input"):
         if key not in document:
             raise ModelFileError(f"{source}: metadata is missing key {key!r}")

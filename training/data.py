@@ -9,13 +9,12 @@ C library only: this module reads its output and never recomputes channels.
 """
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from safetensors_io import SafetensorsError, read_safetensors
+from safetensors_io import SafetensorsError, read_babymamba_document, read_safetensors
 
 DATASET_FORMAT = "babymamba-dataset"
 DATASET_FORMAT_VERSION = 1
@@ -110,19 +109,7 @@ def file_sha256(path: str) -> str:
 def _parse_metadata(metadata: Dict[str, str], path: str) -> Dict[str, Any]:
     if METADATA_ENTRY not in metadata:
         raise DatasetError(f"{path}: __metadata__ has no {METADATA_ENTRY!r} entry; is it a data file from `babymamba prepare`?")
-    try:
-        document = json.loads(metadata[METADATA_ENTRY])
-    except json.JSONDecodeError as error:
-        raise DatasetError(f"{path}: __metadata__.{METADATA_ENTRY} is not valid JSON: {error}") from error
-    if not isinstance(document, dict):
-        raise DatasetError(f"{path}: __metadata__.{METADATA_ENTRY} must be a JSON object")
-    if document.get("format") != DATASET_FORMAT:
-        raise DatasetError(f"{path}: format is {document.get('format')!r}, expected {DATASET_FORMAT!r}")
-    if document.get("format_version") != DATASET_FORMAT_VERSION:
-        raise DatasetError(
-            f"{path}: format_version is {document.get('format_version')!r}, this reader supports "
-            f"{DATASET_FORMAT_VERSION}"
-        )
+    document = read_babymamba_document(metadata, path, DATASET_FORMAT, DATASET_FORMAT_VERSION, DatasetError)
     for key in ("preprocessing", "sample_rate_hz", "window_length", "hop", "channels", "classes"):
         if key not in document:
             raise DatasetError(f"{path}: metadata is missing key {key!r}")

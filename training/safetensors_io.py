@@ -183,3 +183,27 @@ def read_safetensors(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
     with open(path, "rb") as stream:
         payload = stream.read()
     return decode_safetensors(payload, source=path)
+
+
+def read_babymamba_document(metadata, source, expected_format, expected_version, error_type):
+    """Parse the babymamba entry of a file's __metadata__ and check its format and version.
+
+    Model files and data files both keep one JSON document under the key "babymamba"; the caller
+    names the format it expects and the exception type to raise, whose message names source.
+    """
+    if "babymamba" not in metadata:
+        raise error_type(f"{source}: __metadata__ has no 'babymamba' entry")
+    try:
+        document = json.loads(metadata["babymamba"])
+    except json.JSONDecodeError as error:
+        raise error_type(f"{source}: __metadata__.babymamba is not valid JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise error_type(f"{source}: __metadata__.babymamba must be a JSON object")
+    if document.get("format") != expected_format:
+        raise error_type(f"{source}: format is {document.get('format')!r}, expected {expected_format!r}")
+    if document.get("format_version") != expected_version:
+        raise error_type(
+            f"{source}: format_version is {document.get('format_version')!r}, this reader supports "
+            f"{expected_version}"
+        )
+    return document
