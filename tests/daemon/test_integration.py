@@ -511,8 +511,8 @@ class GoldenStreamTest(unittest.TestCase):
         self.assertEqual(http("GET", self.daemon.url + "/nowhere")[0], 404)
 
 
-class LifecycleTest(unittest.TestCase):
-    """Reload, stop, last will and config checking, each with its own daemon."""
+class BrokerPerTest(unittest.TestCase):
+    """A fresh work directory and broker for every test; each test starts its own daemon."""
 
     def setUp(self):
         self.workdir = tempfile.mkdtemp(prefix="babymambad-test-")
@@ -521,6 +521,10 @@ class LifecycleTest(unittest.TestCase):
     def tearDown(self):
         self.broker.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class LifecycleTest(BrokerPerTest):
+    """Reload, stop, last will and config checking, each with its own daemon."""
 
     def test_sigterm_sets_status_offline(self):
         daemon = Daemon(self.workdir, self.broker)
@@ -874,16 +878,8 @@ class HttpConnectionLimitTest(unittest.TestCase):
         self.assertTrue(self.healthz_responds())
 
 
-class InferenceQueueTest(unittest.TestCase):
+class InferenceQueueTest(BrokerPerTest):
     """Windows that wait for inference: across a reload and in a burst larger than the slots."""
-
-    def setUp(self):
-        self.workdir = tempfile.mkdtemp(prefix="babymambad-test-")
-        self.broker = Broker(self.workdir)
-
-    def tearDown(self):
-        self.broker.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def test_reload_completes_queued_windows(self):
         daemon = Daemon(self.workdir, self.broker, settings={"http": {"max_body_bytes": 8 << 20}})
