@@ -53,6 +53,22 @@ static void family(FILE *out, const char *name, const char *type, const char *he
     fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* Writes a counter family with one sample per value of one label. */
+static void labelled_counter(FILE *out, const char *name, const char *help, const char *label,
+                             const char *const *label_values, const uint64_t *counts, int n)
+{
+    family(out, name, "counter", help);
+    for (int i = 0; i < n; i++)
+        fprintf(out, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label, label_values[i], counts[i]);
+}
+
+/* Writes a counter family without labels. */
+static void counter(FILE *out, const char *name, const char *help, uint64_t count)
+{
+    family(out, name, "counter", help);
+    fprintf(out, "%s %" PRIu64 "\n", name, count);
+}
+
 /* Writes a label value with the escapes the text format requires. */
 static void label_value(FILE *out, const char *value)
 {
@@ -70,54 +86,47 @@ static void label_value(FILE *out, const char *value)
 
 static void render_ingest(FILE *out, const metrics_counters *c)
 {
-    family(out, "babymambad_messages_received_total", "counter",
-           "Sensor messages received, by transport.");
-    for (int i = 0; i < METRICS_TRANSPORT_COUNT; i++)
-        fprintf(out, "babymambad_messages_received_total{transport=\"%s\"} %" PRIu64 "\n",
-                transport_names[i], c->messages_received[i]);
-
-    family(out, "babymambad_messages_rejected_total", "counter",
-           "Sensor messages rejected whole, by reason.");
+    const char *reason_names[INGEST_REASON_COUNT];
     for (int i = 0; i < INGEST_REASON_COUNT; i++)
-        fprintf(out, "babymambad_messages_rejected_total{reason=\"%s\"} %" PRIu64 "\n",
-                ingest_reason_name((ingest_reason)i), c->messages_rejected[i]);
+        reason_names[i] = ingest_reason_name((ingest_reason)i);
 
-    family(out, "babymambad_samples_ingested_total", "counter",
-           "Samples accepted into device streams, by transport.");
-    for (int i = 0; i < METRICS_TRANSPORT_COUNT; i++)
-        fprintf(out, "babymambad_samples_ingested_total{transport=\"%s\"} %" PRIu64 "\n",
-                transport_names[i], c->samples_ingested[i]);
+    labelled_counter(out, "babymambad_messages_received_total",
+                     "Sensor messages received, by transport.", "transport", transport_names,
+                     c->messages_received, METRICS_TRANSPORT_COUNT);
 
-    family(out, "babymambad_samples_dropped_total", "counter",
-           "Samples of accepted messages dropped, by reason (duplicate or out_of_order).");
-    for (int i = 0; i < METRICS_SAMPLE_DROP_COUNT; i++)
-        fprintf(out, "babymambad_samples_dropped_total{reason=\"%s\"} %" PRIu64 "\n",
-                sample_drop_names[i], c->samples_dropped[i]);
+    labelled_counter(out, "babymambad_messages_rejected_total",
+                     "Sensor messages rejected whole, by reason.", "reason", reason_names,
+                     c->messages_rejected, INGEST_REASON_COUNT);
 
-    family(out, "babymambad_stream_gaps_total", "counter",
-           "Silences longer than stream.gap_limit_s, each of which restarted a device's window.");
-    fprintf(out, "babymambad_stream_gaps_total %" PRIu64 "\n", c->stream_gaps);
+    labelled_counter(out, "babymambad_samples_ingested_total",
+                     "Samples accepted into device streams, by transport.", "transport",
+                     transport_names, c->samples_ingested, METRICS_TRANSPORT_COUNT);
 
-    family(out, "babymambad_stream_clock_resets_total", "counter",
-           "Samples older than a device's last by more than stream.gap_limit_s, each of which "
-           "restarted its window as a sender clock reset.");
-    fprintf(out, "babymambad_stream_clock_resets_total %" PRIu64 "\n", c->stream_clock_resets);
+    labelled_counter(out, "babymambad_samples_dropped_total",
+                     "Samples of accepted messages dropped, by reason (duplicate or out_of_order).",
+                     "reason", sample_drop_names, c->samples_dropped, METRICS_SAMPLE_DROP_COUNT);
 
-    family(out, "babymambad_sequence_gaps_total", "counter",
-           "Messages missing according to the senders' sequence numbers.");
-    fprintf(out, "babymambad_sequence_gaps_total %" PRIu64 "\n", c->sequence_gaps);
+    counter(out, "babymambad_stream_gaps_total",
+            "Silences longer than stream.gap_limit_s, each of which restarted a device's window.",
+            c->stream_gaps);
+
+    counter(out, "babymambad_stream_clock_resets_total",
+            "Samples older than a device's last by more than stream.gap_limit_s, each of which "
+            "restarted its window as a sender clock reset.",
+            c->stream_clock_resets);
+
+    counter(out, "babymambad_sequence_gaps_total",
+            "Messages missing according to the senders' sequence numbers.", c->sequence_gaps);
 }
 
 static void render_inference(FILE *out, const metrics_counters *c)
 {
-    family(out, "babymambad_windows_classified_total", "counter", "Windows classified.");
-    fprintf(out, "babymambad_windows_classified_total %" PRIu64 "\n", c->windows_classified);
+    counter(out, "babymambad_windows_classified_total", "Windows classified.",
+            c->windows_classified);
 
-    family(out, "babymambad_windows_dropped_total", "counter",
-           "Complete windows not classified, by reason.");
-    for (int i = 0; i < METRICS_WINDOW_DROP_COUNT; i++)
-        fprintf(out, "babymambad_windows_dropped_total{reason=\"%s\"} %" PRIu64 "\n",
-                window_drop_names[i], c->windows_dropped[i]);
+    labelled_counter(out, "babymambad_windows_dropped_total",
+                     "Complete windows not classified, by reason.", "reason", window_drop_names,
+                     c->windows_dropped, METRICS_WINDOW_DROP_COUNT);
 
     family(out, "babymambad_inference_duration_seconds", "histogram",
            "Duration of one forward pass.");
@@ -152,27 +161,23 @@ static void render_state(FILE *out, const metrics_counters *c, const metrics_gau
     family(out, "babymambad_devices_active", "gauge", "Devices with state in memory.");
     fprintf(out, "babymambad_devices_active %d\n", g->devices_active);
 
-    family(out, "babymambad_devices_expired_total", "counter",
-           "Devices dropped after devices.idle_expiry_s without data.");
-    fprintf(out, "babymambad_devices_expired_total %" PRIu64 "\n", c->devices_expired);
+    counter(out, "babymambad_devices_expired_total",
+            "Devices dropped after devices.idle_expiry_s without data.", c->devices_expired);
 
-    family(out, "babymambad_events_published_total", "counter",
-           "Activity events the broker acknowledged (QoS 1 and 2) or the client sent (QoS 0).");
-    fprintf(out, "babymambad_events_published_total %" PRIu64 "\n", c->events_published);
+    counter(out, "babymambad_events_published_total",
+            "Activity events the broker acknowledged (QoS 1 and 2) or the client sent (QoS 0).",
+            c->events_published);
 
-    family(out, "babymambad_events_failed_total", "counter",
-           "Activity events that never reached the broker, by reason.");
-    for (int i = 0; i < METRICS_EVENT_FAILURE_COUNT; i++)
-        fprintf(out, "babymambad_events_failed_total{reason=\"%s\"} %" PRIu64 "\n",
-                event_failure_names[i], c->events_failed[i]);
+    labelled_counter(out, "babymambad_events_failed_total",
+                     "Activity events that never reached the broker, by reason.", "reason",
+                     event_failure_names, c->events_failed, METRICS_EVENT_FAILURE_COUNT);
 
     family(out, "babymambad_mqtt_connected", "gauge",
            "1 while connected to the broker, 0 otherwise (also when MQTT is disabled).");
     fprintf(out, "babymambad_mqtt_connected %d\n", g->mqtt_enabled && g->mqtt_connected);
 
-    family(out, "babymambad_mqtt_reconnects_total", "counter",
-           "Connections to the broker made after a lost connection.");
-    fprintf(out, "babymambad_mqtt_reconnects_total %" PRIu64 "\n", c->mqtt_reconnects);
+    counter(out, "babymambad_mqtt_reconnects_total",
+            "Connections to the broker made after a lost connection.", c->mqtt_reconnects);
 
     family(out, "babymambad_ingest_queue_depth", "gauge",
            "MQTT messages waiting for the loop thread.");
