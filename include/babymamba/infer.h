@@ -28,7 +28,7 @@ void bm_ctx_destroy(bm_ctx *ctx);
 /* Returns the bytes of workspace the context allocated, for memory accounting. */
 size_t bm_ctx_workspace_bytes(const bm_ctx *ctx);
 
-/* Classifies one window. window holds window_length * n_channels normalised values, sample-major
+/* Classifies one window. window contains window_length * n_channels normalised values, sample-major
  * (window[t * n_channels + c]). logits receives n_classes values; probabilities, when not NULL,
  * receives their softmax. Returns BM_ERR_NON_FINITE, and leaves the outputs untouched, when the
  * window contains NaN or infinity. */

@@ -9,7 +9,7 @@
  * averaged over the output period centred on the grid time. This box filter is the
  * anti-aliasing for downsampling. A sample within 0.1 % of a period of a grid point passes
  * through unchanged, so a stream at the model's rate gives exactly the values that offline
- * processing of the same recording sees.
+ * processing of the same recording computes.
  *
  * A resampler allocates at creation only. It is not thread-safe.
  */

@@ -2,7 +2,7 @@
  * Per-device stream preprocessing: raw sensor samples in, model windows out.
  *
  * One bm_stream per device turns samples that already arrive at the model's sample rate into
- * the model's input channels, keeps the current window in a ring buffer and says when the hop
+ * the model's input channels, keeps the current window in a ring buffer and reports when the hop
  * schedule completes a window. Training (`babymamba prepare`) and serving (babymambad) both run
  * this code, so a model sees the same channels in both. docs/preprocessing.md describes the
  * preprocessing kinds and their channels.

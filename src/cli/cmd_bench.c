@@ -2,7 +2,7 @@
  * `babymamba bench MODEL`: latency and throughput of the engine on random normalised input.
  *
  * Every thread owns one inference context, as a server would, and times each window with the
- * monotonic clock. The single-threaded run gives the latency a device sees; the run with N
+ * monotonic clock. The single-threaded run gives the latency of one device's window; the run with N
  * threads gives the throughput of the machine.
  */
 #include <jansson.h>

@@ -57,7 +57,7 @@ enum { LINE_END_OF_FILE = -1, LINE_TOO_LONG = -2, LINE_HAS_NUL = -3 };
 
 /* Reads one line without its newline into line (MAX_LINE_BYTES + 1 bytes) and returns its
  * length, or one of the LINE_ codes. Unlike getline it stops at the limit, so an input without
- * newlines cannot grow the buffer without bound, and unlike fgets it sees NUL bytes. */
+ * newlines cannot grow the buffer without bound, and unlike fgets it detects NUL bytes. */
 static int read_line(FILE *stream, char *line)
 {
     int length = 0;

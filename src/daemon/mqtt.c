@@ -111,7 +111,7 @@ static int on_message_arrived(void *context, char *topic, int topic_length,
      * would make Paho redeliver it in a busy loop. Waiting here for room is no option either,
      * because Paho 1.3 calls this function with its client mutex held, which the loop thread
      * needs for every publish, so the loop could never make the room. Paho has already sent
-     * the PUBACK of a QoS 1 message by now, so the broker sees no backpressure from here.
+     * the PUBACK of a QoS 1 message by now, so no backpressure reaches the broker from here.
      * NOTE: a QoS 1 message dropped here was already acknowledged to the broker, so a burst
      * beyond ingest.queue_capacity messages is lost. It is counted as queue_full in total,
      * not per device. A sender at real time never fills the queue. */

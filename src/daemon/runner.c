@@ -221,7 +221,7 @@ static void report(runner *r, runner_job *job, int ok, int cancelled, const char
     r->n_free_jobs++;
     r->pending--;
 
-    /* The slot is free before the callback runs, so the callback sees the capacity it has. The
+    /* The slot is free before the callback runs, so the callback can use the capacity it frees. The
      * job's buffers stay untouched until the next acquire, which the callback does not do. */
     r->done(r->user, &result);
 }

@@ -679,7 +679,8 @@ static bm_status bind_tensors(bm_model *model, binder *b)
         return status;
     }
 
-    /* Every tensor was bound at most once, so fewer bound than present means extras. */
+    /* bind() finds each name once and mark_used counts a tensor once, so fewer bound than
+     * present means the file has extras. */
     int n_tensors = bm_st_tensor_count(model->file);
     for (int i = 0; b->bound != n_tensors && i < n_tensors; i++) {
         if (!b->used[i]) {

@@ -88,7 +88,8 @@ PY
 if "$cli" infer "$work/odd_classes.safetensors" "$work/channels.csv" --jsonl | $python -c "
 import json, sys
 rows = [json.loads(line) for line in sys.stdin]
-assert len(rows) == 3 and 'a\"b' in rows[0]['probabilities'], rows
+assert len(rows) == 3, rows
+assert 'a\"b' in rows[0]['probabilities'], rows
 "; then pass "infer escapes class names"; else fail "infer escapes class names"; fi
 cp "$golden/cx_c1_fwd_mean.safetensors" "$work/q\"uote.safetensors"
 if "$cli" bench "$work/q\"uote.safetensors" --windows 3 --warmup 0 --threads 1 --json | $python -c "import json, sys; json.load(sys.stdin)"; then

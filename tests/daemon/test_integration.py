@@ -3,7 +3,7 @@
 Each test class starts its own mosquitto on a free loopback port and the real daemon built by
 meson. The tests then talk to both as senders and operators do, with MQTT publishes and
 subscriptions, HTTP requests to the REST API and /metrics. The oracle for classification is a golden model from
-tests/golden/: its .io.safetensors file holds input windows and the logits PyTorch computed for
+tests/golden/: its .io.safetensors file contains input windows and the logits PyTorch computed for
 them, and streaming a window sample by sample through the daemon must give the same class and
 probabilities.
 

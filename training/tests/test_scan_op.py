@@ -4,7 +4,7 @@ The library must be built first (`meson setup build && ninja -C build`).
 Results are compared with the reference run in float32 and in float64. The
 float64 run shows the error of the float32 kernels themselves. Errors are
 measured relative to the largest magnitude of the expected tensor, because
-elementwise relative errors of values near zero say nothing about a float32
+elementwise relative errors of values near zero tell nothing about a float32
 computation.
 """
 
