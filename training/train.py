@@ -28,6 +28,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -64,6 +65,7 @@ FAMILY_CONFIGS = {
 RESUME_KEYS = (
     "family", "seed", "epochs", "batch_size", "lr", "weight_decay", "select", "patience",
     "validation_users", "test_users", "pooling", "bidirectional", "max_batches", "data_sha256",
+    "decay", "label_smoothing", "schedule_epochs", "augment_rotation", "augment_scale", "augment_jitter",
 )
 
 
@@ -105,6 +107,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=64, help="windows per training step")
     parser.add_argument("--lr", type=float, default=1.55e-3, help="peak AdamW learning rate")
     parser.add_argument("--weight-decay", type=float, default=0.039, help="AdamW weight decay")
+    parser.add_argument(
+        "--decay",
+        choices=("all", "matrices"),
+        default="all",
+        help="parameters that get weight decay: all, or only weight matrices (not norms, biases, A_log, D or "
+        "the position embedding)",
+    )
+    parser.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the cross-entropy")
+    parser.add_argument(
+        "--schedule-epochs",
+        type=int,
+        default=0,
+        help="length of the cosine schedule in epochs (0: --epochs); longer keeps the learning rate high",
+    )
+    parser.add_argument(
+        "--augment-rotation",
+        type=float,
+        default=0.0,
+        help="rotate each training window's sensor axes by up to this many degrees about a random axis",
+    )
+    parser.add_argument(
+        "--augment-scale", type=float, default=0.0, help="scale each training window by 1 +- up to this fraction"
+    )
+    parser.add_argument(
+        "--augment-jitter", type=float, default=0.0, help="add Gaussian noise of this std to the normalised inputs"
+    )
     parser.add_argument(
         "--validation-users", type=parse_users, default=list(VALIDATION_USERS), help="users held out for validation"
     )
@@ -308,6 +336,23 @@ def model_config(args: argparse.Namespace, dataset: Dataset) -> BabyMambaConfig:
     )
 
 
+def parameter_groups(model: BabyMamba, args: argparse.Namespace) -> List[Dict[str, Any]]:
+    """Return AdamW parameter groups: weight decay on every parameter, or on weight matrices only.
+
+    With --decay matrices, norms, biases, the position embedding, A_log and D
+    get none: decay would pull A_log towards 0, giving every state the same
+    decay rate, and D and the norm gains towards 0, which nothing in the
+    model asks for.
+    """
+    if args.decay == "all":
+        return [{"params": list(model.parameters()), "weight_decay": args.weight_decay}]
+    matrices, others = [], []
+    for name, parameter in model.named_parameters():
+        exempt = parameter.dim() < 2 or name.endswith("A_log") or name == "pos_embed"
+        (others if exempt else matrices).append(parameter)
+    return [{"params": matrices, "weight_decay": args.weight_decay}, {"params": others, "weight_decay": 0.0}]
+
+
 def cosine_lr(peak: float, step: int, total_steps: int) -> float:
     """Learning rate at `step` of a cosine decay from `peak` to 0 over `total_steps`."""
     return 0.5 * peak * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
@@ -345,6 +390,12 @@ def run_settings(args: argparse.Namespace, dataset: Dataset, split: Split, confi
         "bidirectional": config.bidirectional,
         "max_batches": args.max_batches,
         "data_sha256": dataset.sha256,
+        "decay": args.decay,
+        "label_smoothing": args.label_smoothing,
+        "schedule_epochs": args.schedule_epochs or args.epochs,
+        "augment_rotation": args.augment_rotation,
+        "augment_scale": args.augment_scale,
+        "augment_jitter": args.augment_jitter,
     }
 
 
@@ -398,30 +449,94 @@ def restore_checkpoint(
     )
 
 
+def vector_triplets(channels: Sequence[Tuple[str, str]]) -> List[int]:
+    """Return the first channel index of every NAME_x, NAME_y, NAME_z run of three channels.
+
+    These are the 3-axis sensor vectors that a rotation of the device turns
+    together.
+    """
+    names = [name for name, _ in channels]
+    starts = []
+    for index in range(len(names) - 2):
+        prefix = names[index][:-2]
+        if [names[index + k] for k in range(3)] == [f"{prefix}_{axis}" for axis in "xyz"]:
+            starts.append(index)
+    return starts
+
+
+def random_rotations(count: int, max_degrees: float, generator: torch.Generator) -> torch.Tensor:
+    """Return `count` rotation matrices [count, 3, 3] about uniformly random axes by up to max_degrees."""
+    axis = torch.randn(count, 3, generator=generator)
+    axis = axis / axis.norm(dim=1, keepdim=True)
+    angle = (torch.rand(count, generator=generator) * 2 - 1) * math.radians(max_degrees)
+    cross = torch.zeros(count, 3, 3)
+    cross[:, 0, 1], cross[:, 0, 2], cross[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
+    cross = cross - cross.transpose(1, 2)
+    sin, cos = angle.sin()[:, None, None], angle.cos()[:, None, None]
+    # Rodrigues' formula.
+    return torch.eye(3) + sin * cross + (1 - cos) * (cross @ cross)
+
+
+@dataclass
+class FitData:
+    """The fit windows in physical units, their labels, and what a batch needs to become model input."""
+
+    windows: torch.Tensor  # [n, L, C], not normalised, so rotations act on physical axes
+    labels: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    triplets: List[int]
+
+
+def training_batch(
+    data: FitData, indices: torch.Tensor, args: argparse.Namespace, generator: torch.Generator
+) -> torch.Tensor:
+    """Return the normalised input of one training step, augmented as the arguments ask."""
+    x = data.windows[indices]
+    count = x.shape[0]
+    if args.augment_rotation or args.augment_scale:
+        transform = (
+            random_rotations(count, args.augment_rotation, generator)
+            if args.augment_rotation
+            else torch.eye(3).expand(count, 3, 3)
+        )
+        if args.augment_scale:
+            transform = transform * (1 + (torch.rand(count, 1, 1, generator=generator) * 2 - 1) * args.augment_scale)
+        x = x.clone()
+        for start in data.triplets:
+            x[:, :, start : start + 3] = x[:, :, start : start + 3] @ transform.transpose(1, 2)
+    x = (x - data.mean) / data.std
+    if args.augment_jitter:
+        x = x + args.augment_jitter * torch.randn(x.shape, generator=generator)
+    return x
+
+
 def train_epoch(
     model: BabyMamba,
     optimizer: torch.optim.Optimizer,
-    fit_x: torch.Tensor,
-    fit_y: torch.Tensor,
+    data: FitData,
     args: argparse.Namespace,
     epoch: int,
     batches_per_epoch: int,
 ) -> float:
     """Run one epoch of AdamW steps on the cosine schedule and return the mean training loss.
 
-    The batch order depends only on the seed and the epoch number, so a
-    resumed run gets the same batches as an uninterrupted one.
+    The batch order and the augmentation depend only on the seed and the
+    epoch number, so a resumed run gets the same batches as an
+    uninterrupted one.
     """
-    total_steps = args.epochs * batches_per_epoch
+    total_steps = (args.schedule_epochs or args.epochs) * batches_per_epoch
     model.train()
-    order = torch.randperm(fit_x.shape[0], generator=torch.Generator().manual_seed(args.seed * 100003 + epoch))
+    order = torch.randperm(data.windows.shape[0], generator=torch.Generator().manual_seed(args.seed * 100003 + epoch))
+    augment = torch.Generator().manual_seed(args.seed * 100003 + epoch + 7919 * 100003)
     loss_sum, seen = 0.0, 0
     for batch_index in range(batches_per_epoch):
         step = (epoch - 1) * batches_per_epoch + batch_index
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(args.lr, step, total_steps)
         indices = order[batch_index * args.batch_size : (batch_index + 1) * args.batch_size]
-        loss = F.cross_entropy(model(fit_x[indices]), fit_y[indices])
+        inputs = training_batch(data, indices, args, augment)
+        loss = F.cross_entropy(model(inputs), data.labels[indices], label_smoothing=args.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -493,9 +608,13 @@ def training_block(
         "data_preprocessing": dataset.metadata["preprocessing"],
         "optimizer": {
             "name": "AdamW", "lr": args.lr, "weight_decay": args.weight_decay,
-            "schedule": f"cosine to 0 over {args.epochs} epochs, per step", "batch_size": args.batch_size,
+            "schedule": f"cosine to 0 over {args.schedule_epochs or args.epochs} epochs, per step",
+            "batch_size": args.batch_size, "decay": args.decay,
         },
-        "loss": "cross-entropy",
+        "loss": "cross-entropy" + (f", label smoothing {args.label_smoothing}" if args.label_smoothing else ""),
+        "augmentation": {
+            "rotation_degrees": args.augment_rotation, "scale": args.augment_scale, "jitter": args.augment_jitter,
+        },
         # A run resumed with another scan lists both, in the order used.
         "scan": "+".join(state["scans"]),
         "threads": args.threads,
@@ -525,13 +644,21 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
     # The normalisation comes from the fit users only, so neither validation
     # nor test windows influence the inputs the model is trained on.
     mean, std = normalization_stats(dataset.windows[split.fit])
-    fit_x, fit_y = normalised_tensors(dataset, split.fit, mean, std)
+    fit = FitData(
+        windows=torch.from_numpy(np.ascontiguousarray(dataset.windows[split.fit], dtype=np.float32)),
+        labels=torch.from_numpy(dataset.labels[split.fit].astype(np.int64)),
+        mean=torch.from_numpy(mean.astype(np.float32)),
+        std=torch.from_numpy(std.astype(np.float32)),
+        triplets=vector_triplets(dataset.channels),
+    )
+    if args.augment_rotation and not fit.triplets:
+        raise DatasetError(f"{args.data}: --augment-rotation needs channels named NAME_x, NAME_y, NAME_z; none found")
     val_x, val_y = normalised_tensors(dataset, split.validation, mean, std)
 
     torch.manual_seed(args.seed)
     model = BabyMamba(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    batches_per_epoch = math.ceil(fit_x.shape[0] / args.batch_size)
+    optimizer = torch.optim.AdamW(parameter_groups(model, args), lr=args.lr)
+    batches_per_epoch = math.ceil(fit.windows.shape[0] / args.batch_size)
     if args.max_batches:
         batches_per_epoch = min(batches_per_epoch, args.max_batches)
 
@@ -554,7 +681,7 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
             state["scans"].append(scan["name"])
         epoch = state["epoch"] + 1
         started = time.monotonic()
-        train_loss = train_epoch(model, optimizer, fit_x, fit_y, args, epoch, batches_per_epoch)
+        train_loss = train_epoch(model, optimizer, fit, args, epoch, batches_per_epoch)
         report = evaluate(model, val_x, val_y, classes)
         improved = update_progress(state, args, model, report, epoch)
         seconds = time.monotonic() - started
@@ -614,12 +741,33 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
     return results
 
 
+def recipe_problem(args: argparse.Namespace) -> Optional[str]:
+    """Return a message naming the first recipe option outside its range, or None."""
+    if not 0.0 <= args.label_smoothing < 1.0:
+        return f"--label-smoothing must be in [0, 1), got {args.label_smoothing}"
+    if args.schedule_epochs and args.schedule_epochs < args.epochs:
+        return f"--schedule-epochs must be 0 or at least --epochs ({args.epochs}), got {args.schedule_epochs}"
+    if args.schedule_epochs < 0:
+        return f"--schedule-epochs must be 0 or positive, got {args.schedule_epochs}"
+    if not 0.0 <= args.augment_rotation <= 180.0:
+        return f"--augment-rotation must be in [0, 180] degrees, got {args.augment_rotation}"
+    if not 0.0 <= args.augment_scale < 1.0:
+        return f"--augment-scale must be in [0, 1), got {args.augment_scale}"
+    if not args.augment_jitter >= 0.0:
+        return f"--augment-jitter must be 0 or positive, got {args.augment_jitter}"
+    return None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     for name in ("epochs", "batch_size", "patience", "threads"):
         if getattr(args, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}", file=sys.stderr)
             return 2
+    problem = recipe_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         train(args)
     except (DatasetError, OSError) as error:

@@ -118,9 +118,41 @@ class TrainSmokeTest(unittest.TestCase):
             data.load_dataset(path)
 
     def test_interrupted_run_resumes(self):
+        self.check_resume()
+
+    def test_augmented_run_resumes(self):
+        # The augmentation draws from its own generator seeded per epoch, so
+        # a resumed run must draw the same rotations and noise.
+        self.check_resume(
+            "--augment-rotation", "10", "--augment-scale", "0.1", "--augment-jitter", "0.05",
+            "--label-smoothing", "0.1", "--decay", "matrices", "--schedule-epochs", "6",
+        )
+
+    def test_rotations_orthonormal_and_bounded(self):
+        generator = torch.Generator().manual_seed(0)
+        rotations = train.random_rotations(64, 10.0, generator)
+        identity = torch.eye(3).expand(64, 3, 3)
+        torch.testing.assert_close(rotations @ rotations.transpose(1, 2), identity, atol=1e-5, rtol=0)
+        angles = torch.rad2deg(torch.arccos(((rotations.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)))
+        self.assertLessEqual(angles.max().item(), 10.0 + 1e-3)
+        self.assertEqual(train.vector_triplets([(c["name"], c["unit"]) for c in CHANNELS]), [0, 3, 6])
+        self.assertEqual(train.vector_triplets([("a_x", "g"), ("a_y", "g"), ("b_z", "g")]), [])
+
+    def test_recipe_option_out_of_range_rejected(self):
+        with tempfile.TemporaryDirectory() as run_dir:
+            for option, value in (
+                ("--label-smoothing", "1"), ("--augment-rotation", "181"), ("--augment-scale", "-0.1"),
+                ("--augment-jitter", "-1"), ("--schedule-epochs", "2"),
+            ):
+                with self.subTest(option=option), contextlib.redirect_stderr(io.StringIO()) as errors:
+                    status, _ = run_train(self.arguments(run_dir, option, value))
+                    self.assertEqual(status, 2)
+                    self.assertIn(option, errors.getvalue())
+
+    def check_resume(self, *extra):
         with tempfile.TemporaryDirectory() as runs:
             straight_dir = os.path.join(runs, "straight")
-            status, _ = run_train(self.arguments(straight_dir))
+            status, _ = run_train(self.arguments(straight_dir, *extra))
             self.assertEqual(status, 0)
 
             resumed_dir = os.path.join(runs, "resumed")
@@ -132,10 +164,10 @@ class TrainSmokeTest(unittest.TestCase):
 
             with mock.patch.object(train, "save_checkpoint", save_then_stop):
                 with self.assertRaises(Interrupted):
-                    run_train(self.arguments(resumed_dir))
+                    run_train(self.arguments(resumed_dir, *extra))
             self.assertFalse(os.path.exists(os.path.join(resumed_dir, train.MODEL_NAME)))
 
-            status, output = run_train(self.arguments(resumed_dir))
+            status, output = run_train(self.arguments(resumed_dir, *extra))
             self.assertEqual(status, 0)
             self.assertIn("resuming", output)
             with open(os.path.join(resumed_dir, train.HISTORY_NAME)) as handle:
