@@ -25,6 +25,9 @@ if TRAINING_DIR not in sys.path:
 
 import data  # noqa: E402
 import train  # noqa: E402
+
+sys.path.insert(0, os.path.join(TRAINING_DIR, "experiments"))
+import cross_validate  # noqa: E402
 from babymamba_export import load_model_with_metadata  # noqa: E402
 from safetensors_io import read_safetensors, write_safetensors  # noqa: E402
 
@@ -148,6 +151,33 @@ class TrainSmokeTest(unittest.TestCase):
                     status, _ = run_train(self.arguments(run_dir, option, value))
                     self.assertEqual(status, 2)
                     self.assertIn(option, errors.getvalue())
+
+    def test_cross_validation_never_tests(self):
+        with tempfile.TemporaryDirectory() as runs:
+            output = io.StringIO()
+            with contextlib.redirect_stdout(output):
+                status = cross_validate.main([
+                    "--data", self.data_path, "--runs-dir", runs, "--name", "recipe", "--folds", "2",
+                    "--test-users", "2", "--", "--epochs", "2", "--batch-size", "8", "--max-batches", "2",
+                    "--scan", "plain", "--label-smoothing", "0.1",
+                ])
+            self.assertEqual(status, 0)
+            self.assertNotIn("test: macro-F1", output.getvalue())
+            self.assertEqual(output.getvalue().count("test: not evaluated"), 2)
+
+            with open(os.path.join(runs, "recipe", "cv.json")) as handle:
+                summary = json.load(handle)
+            self.assertEqual([fold["validation_users"] for fold in summary["folds"]], [[1], [3]])
+            self.assertEqual(sum(map(sum, summary["pooled"]["confusion_matrix"])), 2 * WINDOWS_PER_USER)
+            self.assertIn("--label-smoothing", summary["recipe"])
+
+    def test_cross_validation_rejects_reserved_options(self):
+        with contextlib.redirect_stderr(io.StringIO()) as errors:
+            status = cross_validate.main([
+                "--data", self.data_path, "--runs-dir", "unused", "--name", "recipe", "--", "--export", "x",
+            ])
+        self.assertEqual(status, 2)
+        self.assertIn("--export", errors.getvalue())
 
     def check_resume(self, *extra):
         with tempfile.TemporaryDirectory() as runs:
