@@ -66,7 +66,11 @@ def main(argv: Sequence[str] = None) -> int:
         recipe = recipe[1:]
     reserved = [option for option in recipe if option.split("=")[0] in RESERVED]
     if reserved:
-        print(f"error: {', '.join(reserved)} is set by this script for every fold; remove it from the train.py arguments", file=sys.stderr)
+        print(
+            f"error: {', '.join(reserved)} is set by this script for every fold; "
+            "remove it from the train.py arguments",
+            file=sys.stderr,
+        )
         return 2
 
     try:
