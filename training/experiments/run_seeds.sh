@@ -42,9 +42,9 @@ esac
 case "${RECIPE:-augmented}" in
     augmented)
         recipe="--decay matrices --label-smoothing 0.1 --augment-rotation 20 --augment-scale 0.1 --augment-jitter 0.05"
-        budget=60 tag=-aug
+        budget=60 tag=-aug version=1.1.0
         ;;
-    plain) recipe="" budget=10 tag="" ;;
+    plain) recipe="" budget=10 tag="" version=1.0.0 ;;
     *)
         echo "error: unknown RECIPE '$RECIPE'; expected augmented or plain" >&2
         exit 2
@@ -58,6 +58,6 @@ for seed in "$@"; do
     echo "=== $variant, $epochs epochs, seed $seed -> $run_dir ($(date -u +%H:%M:%S))"
     # shellcheck disable=SC2086 # options and recipe are lists of words on purpose
     "$python" "$here/../train.py" --data "$data" --run-dir "$run_dir" --seed "$seed" \
-        --name "ucihar-$variant" --select last --epochs "$epochs" $options $recipe
+        --name "ucihar-$variant" --version "$version" --select last --epochs "$epochs" $options $recipe
 done
 echo "=== $variant done ($(date -u +%H:%M:%S))"
