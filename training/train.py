@@ -345,9 +345,9 @@ def parameter_groups(model: BabyMamba, args: argparse.Namespace) -> List[Dict[st
     """Return AdamW parameter groups: weight decay on every parameter, or on weight matrices only.
 
     With --decay matrices, norms, biases, the position embedding, A_log and D
-    get none: decay would pull A_log towards 0, giving every state the same
-    decay rate, and D and the norm gains towards 0, which nothing in the
-    model asks for.
+    get none. Decay would pull A_log towards 0, which gives every state the
+    same decay rate. D and the norm gains are scales, not weights that need
+    regularising, so shrinking them only distorts the model.
     """
     if args.decay == "all":
         return [{"params": list(model.parameters()), "weight_decay": args.weight_decay}]
@@ -496,7 +496,7 @@ class FitData:
 def training_batch(
     data: FitData, indices: torch.Tensor, args: argparse.Namespace, generator: torch.Generator
 ) -> torch.Tensor:
-    """Return the normalised input of one training step, augmented as the arguments ask."""
+    """Return the normalised input of one training step, augmented as the --augment options request."""
     x = data.windows[indices]
     count = x.shape[0]
     if args.augment_rotation or args.augment_scale:
@@ -657,7 +657,10 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
         triplets=vector_triplets(dataset.channels),
     )
     if args.augment_rotation and not fit.triplets:
-        raise DatasetError(f"{args.data}: --augment-rotation needs channels named NAME_x, NAME_y, NAME_z; none found")
+        raise DatasetError(
+            f"{args.data}: --augment-rotation requires 3-axis channels named NAME_x, NAME_y, NAME_z, "
+            "and the data file has none; remove the option"
+        )
     val_x, val_y = normalised_tensors(dataset, split.validation, mean, std)
 
     torch.manual_seed(args.seed)
@@ -713,8 +716,8 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
     model.load_state_dict(state["best_model"])
     validation = evaluate(model, val_x, val_y, classes)
 
-    # The only look at the test users, and none at all for runs that
-    # compare recipes, so that nobody choosing a recipe sees a test score.
+    # The only evaluation on the test users. Runs that compare recipes skip
+    # it, so that the person choosing a recipe sees no test score.
     test = None
     if args.no_test:
         print("test: not evaluated (--no-test)", flush=True)

@@ -36,6 +36,8 @@ MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
 GOLDEN = os.path.join(SOURCE_ROOT, "tests", "golden")
 MODEL = os.path.join(GOLDEN, "cx_published.safetensors")
 COMPATIBLE_MODEL = os.path.join(GOLDEN, "ci_published.safetensors")
+CLI = os.path.join(os.environ.get("BM_BUILD_ROOT", os.path.join(SOURCE_ROOT, "build")), "src", "cli", "babymamba")
+RECORDING = os.path.join(SOURCE_ROOT, "data", "samples", "hapt_exp04_user02.csv")
 T0_NS = 1_700_000_000_000_000_000
 PERIOD_NS = 20_000_000  # 50 Hz, the golden models' rate
 
@@ -910,18 +912,19 @@ class InferenceQueueTest(BrokerPerTest):
         finally:
             daemon.stop()
 
+    def shipped_model_daemon(self):
+        """Start a daemon that serves the shipped CX model and publishes an event for every window."""
+        return Daemon(self.workdir, self.broker,
+                      settings={"model": os.path.join(SOURCE_ROOT, "models", "ucihar-cx.safetensors"),
+                                "events": {"every_window": True}})
+
     def test_mqtt_burst_loses_no_window(self):
-        cli = os.path.join(os.environ.get("BM_BUILD_ROOT", os.path.join(SOURCE_ROOT, "build")), "src", "cli",
-                           "babymamba")
-        recording = os.path.join(SOURCE_ROOT, "data", "samples", "hapt_exp04_user02.csv")
         # The shipped model has the recording's preprocessing; the default queue sizes apply.
-        daemon = Daemon(self.workdir, self.broker,
-                        settings={"model": os.path.join(SOURCE_ROOT, "models", "ucihar-cx.safetensors"),
-                                  "events": {"every_window": True}})
+        daemon = self.shipped_model_daemon()
         try:
             # The replay stops waiting as soon as every device has its last window, so the long
             # timeout only matters on slow builds such as the sanitizer one.
-            replay = subprocess.run([cli, "replay", recording, "--mqtt", self.broker.uri, "--speed", "0",
+            replay = subprocess.run([CLI, "replay", RECORDING, "--mqtt", self.broker.uri, "--speed", "0",
                                      "--devices", "3", "--labels", "--timeout", "60"],
                                     capture_output=True, text=True, timeout=180)
             self.assertEqual(replay.returncode, 0, replay.stderr)
@@ -989,14 +992,9 @@ class InferenceQueueTest(BrokerPerTest):
             daemon.stop()
 
     def test_http_replay_retries_and_loses_nothing(self):
-        cli = os.path.join(os.environ.get("BM_BUILD_ROOT", os.path.join(SOURCE_ROOT, "build")), "src", "cli",
-                           "babymamba")
-        recording = os.path.join(SOURCE_ROOT, "data", "samples", "hapt_exp04_user02.csv")
-        daemon = Daemon(self.workdir, self.broker,
-                        settings={"model": os.path.join(SOURCE_ROOT, "models", "ucihar-cx.safetensors"),
-                                  "events": {"every_window": True}})
+        daemon = self.shipped_model_daemon()
         try:
-            replay = subprocess.run([cli, "replay", recording, "--http", daemon.url, "--mqtt", self.broker.uri,
+            replay = subprocess.run([CLI, "replay", RECORDING, "--http", daemon.url, "--mqtt", self.broker.uri,
                                      "--speed", "0", "--devices", "8", "--labels", "--timeout", "5"],
                                     capture_output=True, text=True, timeout=90)
             self.assertEqual(replay.returncode, 0, replay.stderr)

@@ -27,7 +27,7 @@ python=${PYTHON:-/usr/bin/python3}
 # (train.py --select last). The augmented recipe and its 60-epoch budget won
 # the cross-validation over the 21 training users (docs/training.md). The
 # plain recipe with 10 epochs is the earlier one, which the five validation
-# users chose; its runs are kept in the docs for comparison. EPOCHS
+# users chose. Its runs are kept in the docs for comparison. EPOCHS
 # overrides the budget, which is how budgets are compared on validation.
 case "$variant" in
     cx) options="--family cx" ;;

@@ -15,11 +15,10 @@ import sys
 import tempfile
 import unittest
 
-import torch
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments"))
 
-from babymamba_export import load_model_with_metadata  # noqa: E402
+import check_agreement  # noqa: E402
 from data import load_dataset  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
@@ -69,30 +68,14 @@ class ShippedModelsAgree(unittest.TestCase):
     def test_models_agree_with_pytorch(self):
         for path in MODELS:
             with self.subTest(model=os.path.basename(path)):
-                predictions = os.path.join(self.work.name, "predictions.csv")
-                subprocess.run([CLI, "eval", path, self.data_file, "--predictions", predictions],
-                               check=True, capture_output=True)
-                engine = {}
-                with open(predictions) as f:
-                    for line in f:
-                        fields = line.strip().split(",")
-                        if fields[0].isdigit():
-                            engine[int(fields[0])] = int(fields[3])
+                indices, engine, _ = check_agreement.engine_predictions(CLI, path, self.data_file, None)
                 self.assertEqual(len(engine), len(self.dataset.windows))
+                self.assertEqual(indices.tolist(), list(range(len(self.dataset.windows))))
 
-                model, metadata = load_model_with_metadata(path)
-                model.eval()
-                norm = metadata["input"]["normalization"]
-                mean = torch.tensor(norm["mean"], dtype=torch.float32)
-                std = torch.tensor(norm["std"], dtype=torch.float32)
-                windows = (torch.from_numpy(self.dataset.windows) - mean) / std
-                with torch.no_grad():
-                    torch_classes = model(windows).argmax(dim=1).tolist()
-
-                same = sum(engine[i] == c for i, c in enumerate(torch_classes))
+                torch_classes = check_agreement.torch_predictions(path, self.dataset.windows)
+                same = int((engine == torch_classes).sum())
                 self.assertGreaterEqual(same / len(torch_classes), 0.999,
                                         f"{len(torch_classes) - same} of {len(torch_classes)} windows differ")
-
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
